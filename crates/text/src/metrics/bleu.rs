@@ -1,0 +1,752 @@
+//! BLEU exactly as sacrebleu 2.6.0 computes it (`sacrebleu.metrics.bleu.BLEU`): corpus BLEU,
+//! sentence BLEU (`sacrebleu.sentence_bleu`), the four smoothing methods, signatures and the
+//! printed score line.
+//!
+//! Sentence BLEU is what Seq-Inter calls millions of times, so [`SentenceBleu`] keeps every buffer
+//! between calls (no allocation in steady state), counts n-grams through dense integer ids rather
+//! than strings (see `ngrams.rs`), and can score many hypotheses against one prepared reference
+//! ([`SentenceBleu::score_many`], [`BleuReference`]). [`sentence_bleu_par`] and
+//! [`sentence_bleu_grouped_par`] spread that over rayon's threads.
+//!
+//! The floating-point arithmetic of `BLEU.compute_bleu` is reproduced operation by operation (same
+//! order of additions, same `exp`/`log` from the C library), so scores agree with sacrebleu to the
+//! last bit, not just to the printed digits.
+
+use std::fmt;
+use std::ops::AddAssign;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::ngrams::{Interner, MatchScratch, NgramIndex};
+use super::tokenize::{Preprocessor, TokenizeKind};
+use super::{MetricScore, MetricsError, SACREBLEU_VERSION};
+
+/// sacrebleu's default maximum n-gram order (`MAX_NGRAM_ORDER`).
+pub const MAX_NGRAM_ORDER: usize = 4;
+
+/// The largest `max_ngram_order` supported (statistics live in fixed arrays of this size).
+pub const MAX_SUPPORTED_ORDER: usize = 8;
+
+/// sacrebleu's smoothing methods (Chen & Cherry 2014), with their values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "value")]
+pub enum Smoothing {
+    /// `none`: an order without matches zeroes the score.
+    #[serde(rename = "none")]
+    None,
+    /// `floor`: orders without matches get `value` matches (default 0.1).
+    #[serde(rename = "floor")]
+    Floor(f64),
+    /// `add-k`: add `value` to matches and totals of orders 2 and up (default 1).
+    #[serde(rename = "add-k")]
+    AddK(f64),
+    /// `exp`: the NIST/mteval-v13a geometric smoothing, sacrebleu's default.
+    #[serde(rename = "exp")]
+    Exp,
+}
+
+impl Default for Smoothing {
+    fn default() -> Self {
+        Smoothing::Exp
+    }
+}
+
+impl Smoothing {
+    /// `BLEU.SMOOTH_DEFAULTS['floor']`.
+    pub const FLOOR_DEFAULT: f64 = 0.1;
+    /// `BLEU.SMOOTH_DEFAULTS['add-k']`.
+    pub const ADD_K_DEFAULT: f64 = 1.0;
+
+    /// `floor` with sacrebleu's default value 0.1.
+    pub fn floor() -> Self {
+        Smoothing::Floor(Self::FLOOR_DEFAULT)
+    }
+
+    /// `add-k` with sacrebleu's default value 1.
+    pub fn add_k() -> Self {
+        Smoothing::AddK(Self::ADD_K_DEFAULT)
+    }
+
+    /// sacrebleu's `smooth_method` name.
+    pub fn method(self) -> &'static str {
+        match self {
+            Smoothing::None => "none",
+            Smoothing::Floor(_) => "floor",
+            Smoothing::AddK(_) => "add-k",
+            Smoothing::Exp => "exp",
+        }
+    }
+
+    /// From sacrebleu's `smooth_method` and `smooth_value` (`None`: the method's default).
+    pub fn from_method(method: &str, value: Option<f64>) -> Result<Self, MetricsError> {
+        match method {
+            "none" => Ok(Smoothing::None),
+            "exp" => Ok(Smoothing::Exp),
+            "floor" => Ok(Smoothing::Floor(value.unwrap_or(Self::FLOOR_DEFAULT))),
+            "add-k" => Ok(Smoothing::AddK(value.unwrap_or(Self::ADD_K_DEFAULT))),
+            other => Err(MetricsError::InvalidConfig(format!(
+                "unknown smooth method {other:?} (supported: exp, floor, add-k, none)"
+            ))),
+        }
+    }
+
+    /// The `smooth:` part of the signature: `exp`, `none`, `floor[0.10]`, `add-k[1.00]`.
+    pub fn signature(self) -> String {
+        match self {
+            Smoothing::None | Smoothing::Exp => self.method().to_string(),
+            Smoothing::Floor(v) | Smoothing::AddK(v) => format!("{}[{v:.2}]", self.method()),
+        }
+    }
+}
+
+/// BLEU options; `Default` is sacrebleu's corpus BLEU (`BLEU()` / the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BleuConfig {
+    pub tokenize: TokenizeKind,
+    pub lowercase: bool,
+    pub smooth: Smoothing,
+    /// 1..=[`MAX_SUPPORTED_ORDER`]; sacrebleu's default is 4.
+    pub max_ngram_order: usize,
+    /// Average only over the orders the hypothesis has n-grams of (sacrebleu's `effective_order`;
+    /// off for corpus BLEU, on in `sacrebleu.sentence_bleu`).
+    pub effective_order: bool,
+}
+
+impl Default for BleuConfig {
+    fn default() -> Self {
+        Self {
+            tokenize: TokenizeKind::Tok13a,
+            lowercase: false,
+            smooth: Smoothing::Exp,
+            max_ngram_order: MAX_NGRAM_ORDER,
+            effective_order: false,
+        }
+    }
+}
+
+impl BleuConfig {
+    /// The defaults of `sacrebleu.sentence_bleu`: as corpus BLEU but with effective order.
+    pub fn sentence() -> Self {
+        Self { effective_order: true, ..Self::default() }
+    }
+
+    /// Rejects what sacrebleu would reject or what cannot be computed.
+    pub fn validate(&self) -> Result<(), MetricsError> {
+        if !(1..=MAX_SUPPORTED_ORDER).contains(&self.max_ngram_order) {
+            return Err(MetricsError::InvalidConfig(format!(
+                "max_ngram_order must be in 1..={MAX_SUPPORTED_ORDER}, got {}",
+                self.max_ngram_order
+            )));
+        }
+        if let Smoothing::Floor(v) | Smoothing::AddK(v) = self.smooth {
+            if !v.is_finite() || v < 0.0 {
+                return Err(MetricsError::InvalidConfig(format!(
+                    "smooth value must be finite and >= 0, got {v}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// sacrebleu's signature, e.g. `nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0`.
+    pub fn signature(&self, nrefs: usize) -> String {
+        format!(
+            "nrefs:{nrefs}|case:{}|eff:{}|tok:{}|smooth:{}|version:{SACREBLEU_VERSION}",
+            if self.lowercase { "lc" } else { "mixed" },
+            if self.effective_order { "yes" } else { "no" },
+            self.tokenize.signature(),
+            self.smooth.signature()
+        )
+    }
+}
+
+/// BLEU's sufficient statistics (sacrebleu's `[hyp_len, ref_len] + correct + total`); they add up
+/// over segments. Only the first `max_ngram_order` entries of the arrays are used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BleuStats {
+    pub sys_len: u64,
+    pub ref_len: u64,
+    pub correct: [u64; MAX_SUPPORTED_ORDER],
+    pub total: [u64; MAX_SUPPORTED_ORDER],
+}
+
+impl AddAssign<&BleuStats> for BleuStats {
+    fn add_assign(&mut self, o: &BleuStats) {
+        self.sys_len += o.sys_len;
+        self.ref_len += o.ref_len;
+        for n in 0..MAX_SUPPORTED_ORDER {
+            self.correct[n] += o.correct[n];
+            self.total[n] += o.total[n];
+        }
+    }
+}
+
+/// `utils.my_log`: log, floored at -9999999999 for 0.
+#[inline]
+fn my_log(x: f64) -> f64 {
+    if x == 0.0 {
+        -9_999_999_999.0
+    } else {
+        x.ln()
+    }
+}
+
+/// `BLEU.compute_bleu`, operation for operation: returns (score, precisions, bp).
+pub fn compute_bleu(stats: &BleuStats, cfg: &BleuConfig) -> (f64, [f64; MAX_SUPPORTED_ORDER], f64) {
+    let max_order = cfg.max_ngram_order.clamp(1, MAX_SUPPORTED_ORDER);
+    let (sys_len, ref_len) = (stats.sys_len, stats.ref_len);
+    let mut bp = 1.0;
+    if sys_len < ref_len {
+        bp = if sys_len > 0 { (1.0 - ref_len as f64 / sys_len as f64).exp() } else { 0.0 };
+    }
+    let mut precisions = [0.0f64; MAX_SUPPORTED_ORDER];
+    // Early stop if there are no matches (sacrebleu #141).
+    if stats.correct[..max_order].iter().all(|&c| c == 0) {
+        return (0.0, precisions, bp);
+    }
+    let mut correct = [0.0f64; MAX_SUPPORTED_ORDER];
+    let mut total = [0.0f64; MAX_SUPPORTED_ORDER];
+    for n in 0..max_order {
+        correct[n] = stats.correct[n] as f64;
+        total[n] = stats.total[n] as f64;
+    }
+    let mut smooth_mteval = 1.0f64;
+    let mut eff_order = max_order;
+    for n in 1..=max_order {
+        if let Smoothing::AddK(k) = cfg.smooth {
+            if n > 1 {
+                correct[n - 1] += k;
+                total[n - 1] += k;
+            }
+        }
+        if total[n - 1] == 0.0 {
+            break;
+        }
+        if cfg.effective_order {
+            eff_order = n;
+        }
+        if correct[n - 1] == 0.0 {
+            match cfg.smooth {
+                Smoothing::Exp => {
+                    smooth_mteval *= 2.0;
+                    precisions[n - 1] = 100.0 / (smooth_mteval * total[n - 1]);
+                }
+                Smoothing::Floor(v) => precisions[n - 1] = 100.0 * v / total[n - 1],
+                Smoothing::None | Smoothing::AddK(_) => {}
+            }
+        } else {
+            precisions[n - 1] = 100.0 * correct[n - 1] / total[n - 1];
+        }
+    }
+    // Python's sum(): left to right, starting from the integer 0 (0 + x == x).
+    let mut log_sum = 0.0f64;
+    for &p in &precisions[..eff_order] {
+        log_sum += my_log(p);
+    }
+    let score = bp * (log_sum / eff_order as f64).exp();
+    (score, precisions, bp)
+}
+
+/// A BLEU result, as sacrebleu's `BLEUScore`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BleuScore {
+    pub score: f64,
+    /// Matching n-grams per order. (sacrebleu's `counts` additionally includes the `k` of add-k
+    /// smoothing for orders >= 2; these are the raw counts.)
+    pub counts: Vec<u64>,
+    /// Hypothesis n-grams per order (raw, see `counts`).
+    pub totals: Vec<u64>,
+    pub precisions: Vec<f64>,
+    pub bp: f64,
+    pub sys_len: u64,
+    pub ref_len: u64,
+    pub config: BleuConfig,
+    pub nrefs: usize,
+}
+
+impl BleuScore {
+    /// From summed statistics.
+    pub fn from_stats(stats: &BleuStats, config: &BleuConfig, nrefs: usize) -> Self {
+        let n = config.max_ngram_order.clamp(1, MAX_SUPPORTED_ORDER);
+        let (score, precisions, bp) = compute_bleu(stats, config);
+        Self {
+            score,
+            counts: stats.correct[..n].to_vec(),
+            totals: stats.total[..n].to_vec(),
+            precisions: precisions[..n].to_vec(),
+            bp,
+            sys_len: stats.sys_len,
+            ref_len: stats.ref_len,
+            config: *config,
+            nrefs,
+        }
+    }
+
+    /// The statistics the score was computed from: rescore them with another smoothing or
+    /// effective order through [`BleuScore::from_stats`].
+    pub fn stats(&self) -> BleuStats {
+        let mut st = BleuStats { sys_len: self.sys_len, ref_len: self.ref_len, ..Default::default() };
+        for (n, (&c, &t)) in self.counts.iter().zip(&self.totals).take(MAX_SUPPORTED_ORDER).enumerate() {
+            st.correct[n] = c;
+            st.total[n] = t;
+        }
+        st
+    }
+
+    /// `sys_len / ref_len`, 0 without reference words.
+    pub fn ratio(&self) -> f64 {
+        if self.ref_len == 0 {
+            0.0
+        } else {
+            self.sys_len as f64 / self.ref_len as f64
+        }
+    }
+
+    /// The part after the score: `65.3/40.1/27.0/18.9 (BP = 1.000 ratio = 1.012 hyp_len = 12345
+    /// ref_len = 12201)`.
+    pub fn verbose(&self) -> String {
+        let prec: Vec<String> = self.precisions.iter().map(|p| format!("{p:.1}")).collect();
+        format!(
+            "{} (BP = {:.3} ratio = {:.3} hyp_len = {} ref_len = {})",
+            prec.join("/"),
+            self.bp,
+            self.ratio(),
+            self.sys_len,
+            self.ref_len
+        )
+    }
+
+    /// The signature for the configuration and number of references.
+    pub fn signature(&self) -> String {
+        self.config.signature(self.nrefs)
+    }
+
+    /// What the sacrebleu command line prints with `-f text -w width` (its default width is
+    /// [`super::CLI_WIDTH`]): `BLEU|<signature> = 34.1 65.3/...`.
+    pub fn format_with_signature(&self, width: usize) -> String {
+        format!("BLEU|{} = {:.width$} {}", self.signature(), self.score, self.verbose())
+    }
+
+    /// The JSON object of `sacrebleu -f json -w width`.
+    pub fn to_metric_score(&self, width: usize) -> MetricScore {
+        MetricScore::new("BLEU", self.score, width, self.signature(), Some(self.verbose()))
+    }
+}
+
+/// `str(score)` in sacrebleu: `BLEU = 34.12 65.3/40.1/27.0/18.9 (BP = 1.000 ratio = 1.012 ...)`.
+impl fmt::Display for BleuScore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BLEU = {:.2} {}", self.score, self.verbose())
+    }
+}
+
+/// The prepared n-grams of one segment's reference(s): build once with
+/// [`SentenceBleu::prepare_reference`], then score any number of hypotheses against it, from any
+/// number of threads ([`SentenceBleu::score_prepared`]).
+#[derive(Debug, Clone, Default)]
+pub struct BleuReference {
+    vocab: Interner,
+    index: NgramIndex,
+    ref_lens: Vec<u64>,
+    // Scratch for building.
+    units: Vec<u32>,
+    bounds: Vec<(usize, usize)>,
+}
+
+impl BleuReference {
+    /// Number of references it was built from.
+    pub fn nrefs(&self) -> usize {
+        self.ref_lens.len()
+    }
+
+    /// `BLEU._extract_reference_info` on preprocessed references.
+    fn build<'a>(&mut self, pre: &mut Preprocessor, refs: impl Iterator<Item = &'a str>, max_order: usize) {
+        self.units.clear();
+        self.bounds.clear();
+        self.ref_lens.clear();
+        // The interner is sized from the byte length (an upper bound on the words), then filled.
+        let mut first = true;
+        for r in refs {
+            let toks = pre.run(r);
+            if first {
+                self.vocab.reset(toks.len() / 2 + 1);
+                first = false;
+            }
+            let start = self.units.len();
+            if !toks.is_empty() {
+                for w in toks.split(' ') {
+                    self.units.push(self.vocab.intern(w));
+                }
+            }
+            self.bounds.push((start, self.units.len()));
+            self.ref_lens.push((self.units.len() - start) as u64);
+        }
+        if first {
+            self.vocab.reset(0);
+        }
+        self.index.build(&self.units, &self.bounds, max_order);
+    }
+
+    /// `BLEU._get_closest_ref_len`: the reference length closest to `hyp_len`, the shorter on
+    /// ties.
+    fn closest_ref_len(&self, hyp_len: u64) -> u64 {
+        let mut best: Option<(u64, u64)> = None; // (diff, len)
+        for &len in &self.ref_lens {
+            let diff = hyp_len.abs_diff(len);
+            match best {
+                None => best = Some((diff, len)),
+                Some((d, l)) => {
+                    if diff < d || (diff == d && len < l) {
+                        best = Some((diff, len));
+                    }
+                }
+            }
+        }
+        // sacrebleu returns -1 without references; we never build an empty one.
+        best.map_or(0, |(_, l)| l)
+    }
+}
+
+/// Hypothesis-side scratch, separate from the reference so both can be borrowed at once.
+#[derive(Debug, Clone, Default)]
+struct HypScratch {
+    pre: Preprocessor,
+    ids: Vec<u32>,
+    matches: MatchScratch,
+}
+
+impl HypScratch {
+    fn stats(&mut self, hyp: &str, reference: &BleuReference, max_order: usize) -> BleuStats {
+        self.ids.clear();
+        let toks = self.pre.run(hyp);
+        if !toks.is_empty() {
+            for w in toks.split(' ') {
+                self.ids.push(reference.vocab.get(w));
+            }
+        }
+        let mut stats = BleuStats { sys_len: self.ids.len() as u64, ..Default::default() };
+        stats.ref_len = reference.closest_ref_len(stats.sys_len);
+        reference.index.match_counts(
+            &self.ids,
+            &mut self.matches,
+            &mut stats.correct[..max_order],
+            &mut stats.total[..max_order],
+        );
+        stats
+    }
+}
+
+/// A reusable sentence-BLEU scorer: `sacrebleu.sentence_bleu` (with the configuration's options)
+/// without allocating once warmed up. One per thread.
+#[derive(Debug, Clone)]
+pub struct SentenceBleu {
+    config: BleuConfig,
+    ref_pre: Preprocessor,
+    reference: BleuReference,
+    hyp: HypScratch,
+}
+
+impl SentenceBleu {
+    /// A scorer for `config`; use [`BleuConfig::sentence`] for `sacrebleu.sentence_bleu`'s
+    /// defaults.
+    pub fn new(config: BleuConfig) -> Result<Self, MetricsError> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            ref_pre: Preprocessor::new(config.tokenize, config.lowercase),
+            reference: BleuReference::default(),
+            hyp: HypScratch { pre: Preprocessor::new(config.tokenize, config.lowercase), ..Default::default() },
+        })
+    }
+
+    pub fn config(&self) -> &BleuConfig {
+        &self.config
+    }
+
+    /// The BLEU score of `hyp` against one reference.
+    #[inline]
+    pub fn score(&mut self, hyp: &str, reference: &str) -> f64 {
+        compute_bleu(&self.stats(hyp, reference), &self.config).0
+    }
+
+    /// Statistics of `hyp` against one reference.
+    pub fn stats(&mut self, hyp: &str, reference: &str) -> BleuStats {
+        self.stats_multi(hyp, &[reference])
+    }
+
+    /// Statistics of `hyp` against several references (n-gram counts: maximum over references;
+    /// length: the closest).
+    pub fn stats_multi<R: AsRef<str>>(&mut self, hyp: &str, references: &[R]) -> BleuStats {
+        let n = self.config.max_ngram_order;
+        self.reference.build(&mut self.ref_pre, references.iter().map(|r| r.as_ref()), n);
+        self.hyp.stats(hyp, &self.reference, n)
+    }
+
+    /// The full sacrebleu `BLEUScore` of `hyp` against `references`.
+    pub fn score_full<R: AsRef<str>>(&mut self, hyp: &str, references: &[R]) -> BleuScore {
+        let stats = self.stats_multi(hyp, references);
+        BleuScore::from_stats(&stats, &self.config, references.len())
+    }
+
+    /// Scores every hypothesis of `hyps` against the same `reference`, whose n-grams are counted
+    /// once; `out` is cleared and receives one score per hypothesis.
+    pub fn score_many<H: AsRef<str>>(&mut self, reference: &str, hyps: &[H], out: &mut Vec<f64>) {
+        let n = self.config.max_ngram_order;
+        self.reference.build(&mut self.ref_pre, std::iter::once(reference), n);
+        out.clear();
+        for h in hyps {
+            let stats = self.hyp.stats(h.as_ref(), &self.reference, n);
+            out.push(compute_bleu(&stats, &self.config).0);
+        }
+    }
+
+    /// Prepares references for [`SentenceBleu::score_prepared`] (allocates the returned value).
+    pub fn prepare_reference<R: AsRef<str>>(&mut self, references: &[R]) -> BleuReference {
+        let mut r = BleuReference::default();
+        self.prepare_reference_into(references, &mut r);
+        r
+    }
+
+    /// As [`SentenceBleu::prepare_reference`], reusing `out`'s buffers.
+    pub fn prepare_reference_into<R: AsRef<str>>(&mut self, references: &[R], out: &mut BleuReference) {
+        out.build(&mut self.ref_pre, references.iter().map(|r| r.as_ref()), self.config.max_ngram_order);
+    }
+
+    /// Statistics of `hyp` against a prepared reference. The reference must have been prepared
+    /// by a scorer with the same tokenizer, case and order (it is not checked).
+    pub fn stats_prepared(&mut self, hyp: &str, reference: &BleuReference) -> BleuStats {
+        self.hyp.stats(hyp, reference, self.config.max_ngram_order)
+    }
+
+    /// The score of `hyp` against a prepared reference.
+    #[inline]
+    pub fn score_prepared(&mut self, hyp: &str, reference: &BleuReference) -> f64 {
+        compute_bleu(&self.stats_prepared(hyp, reference), &self.config).0
+    }
+}
+
+/// `sacrebleu.sentence_bleu(hyp, refs, ...)` with `config`'s options (see
+/// [`BleuConfig::sentence`] for its defaults). For many calls use [`SentenceBleu`].
+pub fn sentence_bleu<R: AsRef<str>>(
+    hyp: &str,
+    references: &[R],
+    config: &BleuConfig,
+) -> Result<BleuScore, MetricsError> {
+    if references.is_empty() {
+        return Err(MetricsError::NoReferences);
+    }
+    Ok(SentenceBleu::new(*config)?.score_full(hyp, references))
+}
+
+/// Sentence BLEU of every pair `(hyps[i], refs[i])`, in parallel (rayon), one score per pair.
+pub fn sentence_bleu_par<H, R>(hyps: &[H], refs: &[R], config: &BleuConfig) -> Result<Vec<f64>, MetricsError>
+where
+    H: AsRef<str> + Sync,
+    R: AsRef<str> + Sync,
+{
+    config.validate()?;
+    if hyps.len() != refs.len() {
+        return Err(MetricsError::LengthMismatch { hyps: hyps.len(), refs: refs.len() });
+    }
+    let scorer = SentenceBleu::new(*config)?;
+    Ok(hyps
+        .par_iter()
+        .zip(refs.par_iter())
+        .with_min_len(256)
+        .map_init(|| scorer.clone(), |s, (h, r)| s.score(h.as_ref(), r.as_ref()))
+        .collect())
+}
+
+/// Sentence BLEU of every hypothesis of `hyp_groups[i]` against `refs[i]` (e.g. the n-best list
+/// of each source sentence), in parallel; each reference is prepared once. The result has the
+/// shape of `hyp_groups`.
+pub fn sentence_bleu_grouped_par<G, H, R>(
+    hyp_groups: &[G],
+    refs: &[R],
+    config: &BleuConfig,
+) -> Result<Vec<Vec<f64>>, MetricsError>
+where
+    G: AsRef<[H]> + Sync,
+    H: AsRef<str> + Sync,
+    R: AsRef<str> + Sync,
+{
+    if hyp_groups.len() != refs.len() {
+        return Err(MetricsError::LengthMismatch { hyps: hyp_groups.len(), refs: refs.len() });
+    }
+    let scorer = SentenceBleu::new(*config)?;
+    Ok(hyp_groups
+        .par_iter()
+        .zip(refs.par_iter())
+        .with_min_len(16)
+        .map_init(
+            || scorer.clone(),
+            |s, (g, r)| {
+                let mut out = Vec::with_capacity(g.as_ref().len());
+                s.score_many(r.as_ref(), g.as_ref(), &mut out);
+                out
+            },
+        )
+        .collect())
+}
+
+/// Corpus BLEU against several reference streams (`ref_streams[k][i]` is the k-th reference of
+/// segment i), as `BLEU(...).corpus_score(hyps, ref_streams)`.
+pub fn corpus_bleu_multi<H, R>(
+    hyps: &[H],
+    ref_streams: &[&[R]],
+    config: &BleuConfig,
+) -> Result<BleuScore, MetricsError>
+where
+    H: AsRef<str> + Sync,
+    R: AsRef<str> + Sync,
+{
+    config.validate()?;
+    check_streams(hyps.len(), ref_streams.iter().map(|s| s.len()))?;
+    let scorer = SentenceBleu::new(*config)?;
+    let nrefs = ref_streams.len();
+    let stats = (0..hyps.len())
+        .into_par_iter()
+        .with_min_len(64)
+        .map_init(
+            || (scorer.clone(), Vec::with_capacity(nrefs)),
+            |(s, refs), i| {
+                refs.clear();
+                refs.extend(ref_streams.iter().map(|stream| stream[i].as_ref()));
+                s.stats_multi(hyps[i].as_ref(), refs)
+            },
+        )
+        .reduce(BleuStats::default, |mut a, b| {
+            a += &b;
+            a
+        });
+    Ok(BleuScore::from_stats(&stats, config, nrefs))
+}
+
+/// Corpus BLEU with one reference per segment: `sacrebleu.corpus_bleu(hyps, [refs], ...)`.
+pub fn corpus_bleu<H, R>(hyps: &[H], refs: &[R], config: &BleuConfig) -> Result<BleuScore, MetricsError>
+where
+    H: AsRef<str> + Sync,
+    R: AsRef<str> + Sync,
+{
+    corpus_bleu_multi(hyps, &[refs], config)
+}
+
+/// The checks of sacrebleu's command line: references exist, the corpus is not empty, and every
+/// stream has one line per hypothesis.
+pub(crate) fn check_streams(
+    n_hyps: usize,
+    mut stream_lens: impl ExactSizeIterator<Item = usize>,
+) -> Result<(), MetricsError> {
+    if stream_lens.len() == 0 {
+        return Err(MetricsError::NoReferences);
+    }
+    if let Some(refs) = stream_lens.find(|&n| n != n_hyps) {
+        return Err(MetricsError::LengthMismatch { hyps: n_hyps, refs });
+    }
+    if n_hyps == 0 {
+        return Err(MetricsError::EmptyCorpus);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-9
+    }
+
+    /// Expected values printed by sacrebleu 2.6.0 (`sacrebleu.sentence_bleu(h, [r], ...)`).
+    #[test]
+    fn sentence_bleu_matches_sacrebleu() {
+        // (hyp, ref, [exp, floor, add-k, none])
+        let cases: &[(&str, &str, [f64; 4])] = &[
+            (
+                "The cat sat on the mat.",
+                "The cat sat on a mat.",
+                [48.892302243490086, 48.892302243490086, 59.15463685222679, 48.892302243490086],
+            ),
+            ("", "The cat.", [0.0; 4]),
+            ("", "", [0.0; 4]),
+            ("a", "a", [100.00000000000004; 4]),
+            ("the the the the", "the cat", [15.97357760615681, 8.034284189446518, 31.947155212313625, 0.0]),
+            ("Hello, world!", "Hello world!", [35.35533905932737, 18.803015465431972, 50.000000000000014, 0.0]),
+            (
+                "It is 3.5% (approx.)",
+                "It is 3.5 % approx.",
+                [41.11336169005198, 41.11336169005198, 50.86989136546122, 41.11336169005198],
+            ),
+            ("a b c d e", "a b c d e f g h", [54.88116360940266; 4]),
+        ];
+        let mut scorers: Vec<SentenceBleu> = ["exp", "floor", "add-k", "none"]
+            .iter()
+            .map(|m| {
+                let smooth = Smoothing::from_method(m, None).unwrap();
+                SentenceBleu::new(BleuConfig { smooth, ..BleuConfig::sentence() }).unwrap()
+            })
+            .collect();
+        for &(h, r, want) in cases {
+            for (s, w) in scorers.iter_mut().zip(want) {
+                let got = s.score(h, r);
+                assert!(close(got, w), "{h:?} vs {r:?} ({:?}): got {got}, want {w}", s.config().smooth);
+                assert_eq!(got, sentence_bleu(h, &[r], s.config()).unwrap().score);
+            }
+        }
+        let mut s = SentenceBleu::new(BleuConfig::sentence()).unwrap();
+        let two = ["a cat sat on a mat", "the cat is on the mat"];
+        assert!(close(s.score_full("the cat sat on the mat", &two).score, 53.7284965911771));
+        let mut out = Vec::new();
+        s.score_many("The cat sat on a mat.", &["The cat sat on the mat.", "", "Hello, world!"], &mut out);
+        assert!(close(out[0], 48.892302243490086) && out[1] == 0.0 && out[2] == 0.0, "{out:?}");
+    }
+
+    #[test]
+    fn corpus_bleu_multi_reference() {
+        let hyps = ["the cat sat on the mat", "x"];
+        let r1 = ["a cat sat on a mat", "y"];
+        let r2 = ["the cat is on the mat", "x z"];
+        let s = corpus_bleu_multi(&hyps, &[&r1[..], &r2[..]], &BleuConfig::default()).unwrap();
+        assert!(close(s.score, 53.7284965911771));
+        assert_eq!(
+            s.to_string(),
+            "BLEU = 53.73 100.0/100.0/50.0/16.7 (BP = 1.000 ratio = 1.000 hyp_len = 7 ref_len = 7)"
+        );
+        assert!(s.signature().starts_with("nrefs:2|"));
+    }
+
+    #[test]
+    fn corpus_bleu_line_and_signature() {
+        let hyps = ["The cat sat on the mat.", "Hello, world!"];
+        let refs = ["The cat sat on a mat.", "Hello world!"];
+        let s = corpus_bleu(&hyps, &refs, &BleuConfig::default()).unwrap();
+        assert_eq!(s.signature(), "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0");
+        assert_eq!(
+            s.to_string(),
+            "BLEU = 40.15 81.8/55.6/28.6/20.0 (BP = 1.000 ratio = 1.100 hyp_len = 11 ref_len = 10)"
+        );
+        assert_eq!(
+            s.format_with_signature(1),
+            "BLEU|nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0 = 40.1 81.8/55.6/28.6/20.0 \
+             (BP = 1.000 ratio = 1.100 hyp_len = 11 ref_len = 10)"
+        );
+        let cfg = BleuConfig { smooth: Smoothing::floor(), lowercase: true, ..BleuConfig::default() };
+        assert_eq!(cfg.signature(1), "nrefs:1|case:lc|eff:no|tok:13a|smooth:floor[0.10]|version:2.6.0");
+    }
+
+    #[test]
+    fn errors_and_empty_input() {
+        let cfg = BleuConfig::default();
+        let e = corpus_bleu(&["a"], &["a", "b"], &cfg).unwrap_err();
+        assert!(e.to_string().contains('1') && e.to_string().contains('2'), "{e}");
+        assert!(matches!(corpus_bleu::<&str, &str>(&[], &[], &cfg), Err(MetricsError::EmptyCorpus)));
+        let s = corpus_bleu(&["", ""], &["a b", ""], &cfg).unwrap();
+        assert_eq!(s.score, 0.0);
+        assert_eq!(
+            s.to_string(),
+            "BLEU = 0.00 0.0/0.0/0.0/0.0 (BP = 0.000 ratio = 0.000 hyp_len = 0 ref_len = 2)"
+        );
+        assert!(SentenceBleu::new(BleuConfig { max_ngram_order: 0, ..cfg }).is_err());
+    }
+}

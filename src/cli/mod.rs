@@ -1,0 +1,51 @@
+//! The subcommands: one file each, typed arguments → one library call → print.
+
+mod check_corpus;
+mod demo;
+mod gen_corpus;
+mod score;
+mod vocab;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "seqkd", version, about = "Sequence-level knowledge distillation for NMT (Kim & Rush 2016)")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the demo on the built-in corpus: generate, check, learn subwords, batch, score baselines.
+    Demo(demo::Args),
+    /// Write the built-in synthetic English→Synthian corpus (train/valid/test) to a directory.
+    GenCorpus(gen_corpus::Args),
+    /// Check a pair of parallel files; lists every defect with file:line, exits 1 if any.
+    CheckCorpus(check_corpus::Args),
+    /// Score a translation against a reference: BLEU and chrF, identical to sacrebleu 2.6.0.
+    Score(score::Args),
+    /// Train, apply or invert a joint subword vocabulary.
+    #[command(subcommand)]
+    Vocab(vocab::Command),
+}
+
+/// Output format shared by the commands that print results.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::GenCorpus(args) => gen_corpus::run(args),
+        Command::CheckCorpus(args) => check_corpus::run(args),
+        Command::Score(args) => score::run(args),
+        Command::Vocab(cmd) => vocab::run(cmd),
+    }
+}

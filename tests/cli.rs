@@ -1,0 +1,145 @@
+//! Integration tests: the real `seqkd` binary in a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn seqkd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_seqkd")).args(args).output().expect("run seqkd")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Real corpora, if this machine has them (CI sets SEQKD_DATA; locally ../shared/data).
+fn shared_data() -> Option<PathBuf> {
+    let dir = std::env::var_os("SEQKD_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
+    dir.join("multi30k/test2016.de").exists().then_some(dir)
+}
+
+#[test]
+fn gen_corpus_writes_aligned_clean_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out =
+        seqkd(&["gen-corpus", "--out", p(dir.path()), "--train", "300", "--valid", "20", "--test", "20"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let train = dir.path().join("train.en");
+    let check = seqkd(&["check-corpus", p(&train), p(&dir.path().join("train.syn"))]);
+    assert!(check.status.success(), "{}", stdout(&check));
+    assert!(stdout(&check).contains("300 clean pairs, 0 problems: ok"));
+}
+
+#[test]
+fn check_corpus_lists_defects_with_file_and_line_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, tgt) = (dir.path().join("a.en"), dir.path().join("a.de"));
+    std::fs::write(&src, "one\ntwo\r\nthree\n").unwrap();
+    std::fs::write(&tgt, b"eins\n\xc3\x28\n").unwrap();
+    let out = seqkd(&["check-corpus", p(&src), p(&tgt)]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("a.en:2: carriage return"), "{text}");
+    assert!(text.contains("a.de:2: invalid UTF-8"), "{text}");
+    assert!(text.contains("a.de:3: file ends here, but"), "{text}");
+    let json = seqkd(&["check-corpus", p(&src), p(&tgt), "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["total_problems"], 3);
+    assert_eq!(v["problems"][0]["line"], 2);
+}
+
+#[test]
+fn missing_file_is_a_clear_error_not_a_panic() {
+    let out = seqkd(&["score", "--ref", "/nonexistent/ref.de", "--hyp", "/nonexistent/hyp.de"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("/nonexistent/hyp.de") && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn score_prints_sacrebleu_lines_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, h) = (dir.path().join("ref"), dir.path().join("hyp"));
+    std::fs::write(&r, "The cat sat on a mat.\nHello world!\n").unwrap();
+    std::fs::write(&h, "The cat sat on the mat.\nHello, world!\n").unwrap();
+    let text = seqkd(&["score", "--ref", p(&r), "--hyp", p(&h)]);
+    assert!(text.status.success(), "{}", stderr(&text));
+    // sacrebleu 2.6.0's output, byte for byte: `sacrebleu ref -i hyp -m bleu chrf -w 2 -f text`.
+    assert_eq!(
+        stdout(&text),
+        "  BLEU|nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0 = 40.15 81.8/55.6/28.6/20.0 \
+         (BP = 1.000 ratio = 1.100 hyp_len = 11 ref_len = 10)\n\
+         chrF2|nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0 = 68.67\n"
+    );
+    let json = seqkd(&["score", "--ref", p(&r), "--hyp", p(&h), "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["name"], "BLEU");
+    assert_eq!(v[0]["score"], 40.15);
+    assert_eq!(v[1]["score"], 68.67);
+    assert_eq!(v[1]["name"], "chrF2");
+    assert_eq!(v[1]["signature"], "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0");
+}
+
+#[test]
+fn score_rejects_misaligned_files_naming_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, h) = (dir.path().join("ref"), dir.path().join("hyp"));
+    std::fs::write(&r, "a\nb\n").unwrap();
+    std::fs::write(&h, "a\n").unwrap();
+    let out = seqkd(&["score", "--ref", p(&r), "--hyp", p(&h)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("1 hypotheses, 2 references"), "{}", stderr(&out));
+}
+
+#[test]
+fn vocab_train_encode_decode_round_trip_on_multi30k() {
+    let Some(data) = shared_data() else {
+        eprintln!("skipped: no shared data (set SEQKD_DATA)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = dir.path().join("vocab.json");
+    let (en, de) = (data.join("multi30k/train.en"), data.join("multi30k/train.de"));
+    let out = seqkd(&["vocab", "train", "--input", p(&en), p(&de), "--size", "8000", "--out", p(&vocab)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("8000 ids"), "{}", stdout(&out));
+    // Round trip every test sentence through ids and back.
+    let test = std::fs::read_to_string(data.join("multi30k/test2016.de")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seqkd"))
+        .args(["vocab", "encode", "--vocab", p(&vocab)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(test.as_bytes()).unwrap();
+    let ids = child.wait_with_output().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seqkd"))
+        .args(["vocab", "decode", "--vocab", p(&vocab)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&ids.stdout).unwrap();
+    let back = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8(back.stdout).unwrap(), test);
+}
+
+#[test]
+fn demo_runs_on_a_small_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = seqkd(&["demo", "--out", p(dir.path()), "--train", "2000", "--vocab-size", "600"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
+    assert!(report.contains("encode→decode gives back 2000/2000"), "{report}");
+    assert!(report.contains("| source copied"), "{report}");
+}
