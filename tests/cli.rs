@@ -143,3 +143,108 @@ fn demo_runs_on_a_small_corpus() {
     assert!(report.contains("encode→decode gives back 2000/2000"), "{report}");
     assert!(report.contains("| source copied"), "{report}");
 }
+
+/// A tiny training config over a generated corpus in `dir`.
+fn tiny_training_setup(dir: &Path, max_steps: i64) -> PathBuf {
+    let out = seqkd(&["gen-corpus", "--out", p(&dir.join("data")), "--train", "400", "--valid", "30", "--test", "30"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = dir.join("tiny.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[data]
+train_src = "data/train.en"
+train_tgt = "data/train.syn"
+valid_src = "data/valid.en"
+valid_tgt = "data/valid.syn"
+vocab = {{ kind = "bpe", size = 400, min_frequency = 2 }}
+
+[model]
+arch = "transformer"
+d_model = 32
+n_heads = 2
+d_ff = 64
+encoder_layers = 1
+decoder_layers = 1
+dropout = 0.1
+
+[train]
+lr = 3e-3
+warmup_steps = 10
+batch_tokens = 256
+max_steps = {max_steps}
+valid_every = 20
+checkpoint_every = 4
+valid_bleu_sentences = 10
+threads = 1
+"#
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The model tensors of a checkpoint, by name (optimizer state excluded).
+fn checkpoint_weights(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<u8>)> = st.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec())).collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn training_killed_with_sigkill_and_resumed_equals_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_training_setup(dir.path(), 40);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&a), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // Start run b, SIGKILL it once it has written a checkpoint mid-run, then resume.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_seqkd"))
+        .args(["train", "--config", p(&config), "--model-dir", p(&b), "--quiet"])
+        .spawn()
+        .unwrap();
+    let ckpt = b.join("last.safetensors");
+    let start = std::time::Instant::now();
+    while !ckpt.exists() {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint written");
+        assert!(child.try_wait().unwrap().is_none(), "run finished before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let again = seqkd(&["train", "--config", p(&config), "--model-dir", p(&b)]);
+    assert!(again.status.code() == Some(2) && stderr(&again).contains("--resume"), "{}", stderr(&again));
+    let resumed = seqkd(&["train", "--config", p(&config), "--model-dir", p(&b), "--resume", "--quiet"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert!(stdout(&resumed).contains("trained 40 steps"), "{}", stdout(&resumed));
+
+    assert_eq!(checkpoint_weights(&ckpt), checkpoint_weights(&a.join("last.safetensors")));
+    assert_eq!(checkpoint_weights(&b.join("model.safetensors")), checkpoint_weights(&a.join("model.safetensors")));
+}
+
+#[test]
+fn translate_gives_one_line_per_input_and_nbest_with_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_training_setup(dir.path(), 20);
+    let m = dir.path().join("m");
+    let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&m), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in ["config.toml", "vocab.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "loss.svg"] {
+        assert!(m.join(file).exists(), "model dir lacks {file}");
+    }
+    let input = dir.path().join("data/test.en");
+    let greedy = seqkd(&["translate", "--model", p(&m), "--input", p(&input), "--beam", "1"]);
+    assert!(greedy.status.success(), "{}", stderr(&greedy));
+    assert_eq!(stdout(&greedy).lines().count(), 30);
+    let nbest = seqkd(&["translate", "--model", p(&m), "--input", p(&input), "--beam", "3", "--nbest", "3"]);
+    let text = stdout(&nbest);
+    assert_eq!(text.lines().count(), 90);
+    assert!(text.lines().all(|l| l.split(" ||| ").count() == 3), "{text}");
+    let bad = seqkd(&["translate", "--model", p(&dir.path().join("nope")), "--input", p(&input)]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("nope"), "{}", stderr(&bad));
+}

@@ -4,6 +4,8 @@ mod check_corpus;
 mod demo;
 mod gen_corpus;
 mod score;
+mod train;
+mod translate;
 mod vocab;
 
 use std::process::ExitCode;
@@ -27,6 +29,10 @@ enum Command {
     CheckCorpus(check_corpus::Args),
     /// Score a translation against a reference: BLEU and chrF, identical to sacrebleu 2.6.0.
     Score(score::Args),
+    /// Train a model from a TOML config into a model directory (resumable).
+    Train(train::Args),
+    /// Translate a file or stdin with a trained model: greedy or beam search, batched, n-best.
+    Translate(translate::Args),
     /// Train, apply or invert a joint subword vocabulary.
     #[command(subcommand)]
     Vocab(vocab::Command),
@@ -47,5 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CheckCorpus(args) => check_corpus::run(args),
         Command::Score(args) => score::run(args),
         Command::Vocab(cmd) => vocab::run(cmd),
+        Command::Train(args) => train::run(args),
+        Command::Translate(args) => translate::run(args),
     }
 }

@@ -88,7 +88,7 @@ impl Batcher {
         let pool = (self.cfg.pool_batches * self.cfg.batch_tokens / mean_len).max(1);
         let mut batches = Vec::new();
         for chunk in order.chunks_mut(pool) {
-            chunk.sort_by_key(|&i| (self.lengths[i].1, self.lengths[i].0));
+            chunk.sort_by_key(|&i| (self.padded_len(i), self.lengths[i].1, self.lengths[i].0));
             batches.extend(self.cut(chunk, |i| self.padded_len(i)));
         }
 

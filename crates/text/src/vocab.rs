@@ -3,7 +3,7 @@
 //!
 //! Built on the `tokenizers` crate. The pipeline is SentencePiece-like and lossless:
 //! no normalizer (the text is kept exactly), a Metaspace pre-tokenizer (spaces become `▁` and start
-//! a new piece), a BPE or Unigram model, and byte fallback (a character the training text never
+//! a new piece; punctuation and digits are pieces of their own), a BPE or Unigram model, and byte fallback (a character the training text never
 //! showed is spelled as `<0xNN>` byte pieces instead of `<unk>`), so `decode(encode(s)) == s` for any
 //! `s` without leading whitespace. Decoded output is detokenized text, ready for sacrebleu-style scoring.
 //!
@@ -23,7 +23,12 @@ use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
 use tokenizers::models::unigram::{Unigram, UnigramTrainerBuilder};
 use tokenizers::models::TrainerWrapper;
+use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
+use tokenizers::pre_tokenizers::punctuation::Punctuation;
+use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
+use tokenizers::SplitDelimiterBehavior;
 use tokenizers::{AddedToken, Tokenizer};
 
 pub const PAD: &str = "<pad>";
@@ -152,7 +157,7 @@ impl Vocab {
             ),
         };
         let mut tokenizer = Tokenizer::new(model);
-        tokenizer.with_pre_tokenizer(Some(metaspace()));
+        tokenizer.with_pre_tokenizer(Some(pre_tokenizer()));
         tokenizer.train(&mut trainer, sentences).map_err(|e| VocabError::Training(e.to_string()))?;
         let tokenizer = with_byte_fallback(&tokenizer, cfg.kind)?;
         let vocab = Self { tokenizer };
@@ -244,6 +249,16 @@ impl Vocab {
 
 fn metaspace() -> Metaspace {
     Metaspace::new('▁', PrependScheme::Always, true)
+}
+
+/// Spaces become `▁`; punctuation and digits become pieces of their own, so the vocabulary is not
+/// spent on every word+comma combination. Decoding concatenates pieces, so this stays lossless.
+fn pre_tokenizer() -> PreTokenizerWrapper {
+    PreTokenizerWrapper::Sequence(PreTokenizerSequence::new(vec![
+        PreTokenizerWrapper::Metaspace(metaspace()),
+        PreTokenizerWrapper::Punctuation(Punctuation::new(SplitDelimiterBehavior::Isolated)),
+        PreTokenizerWrapper::Digits(Digits::new(true)),
+    ]))
 }
 
 /// Adds the 256 `<0xNN>` pieces to a trained model and turns on byte fallback.

@@ -133,7 +133,11 @@ fn recase(w: &str, rng: &mut SplitMix64) -> String {
         _ => {
             let mut it = w.chars();
             let first = it.next().expect("words are not empty");
-            let first = if first.is_ascii_lowercase() { first.to_ascii_uppercase() } else { first.to_ascii_lowercase() };
+            let first = if first.is_ascii_lowercase() {
+                first.to_ascii_uppercase()
+            } else {
+                first.to_ascii_lowercase()
+            };
             std::iter::once(first).chain(it).collect()
         }
     }
@@ -207,8 +211,14 @@ struct Tally {
 }
 
 impl Tally {
-    fn num(&mut self, what: impl FnOnce() -> String, got: f64, want: &Value) {
-        let Some(want) = want.as_f64() else {
+    fn num(&mut self, what: impl Fn() -> String, got: f64, want: &Value) {
+        // Floats are stored as Python repr strings: str::parse is correctly rounded, serde_json's
+        // default float parsing is not always.
+        let parsed = match want {
+            Value::String(s) => s.parse::<f64>().ok(),
+            v => v.as_f64(),
+        };
+        let Some(want) = parsed else {
             return self.fail(format!("{}: golden value {want} is not a number", what()));
         };
         self.numbers += 1;
@@ -224,7 +234,7 @@ impl Tally {
         }
     }
 
-    fn eq<T: PartialEq + std::fmt::Debug>(&mut self, what: impl FnOnce() -> String, got: T, want: T) {
+    fn eq<T: PartialEq + std::fmt::Debug>(&mut self, what: impl Fn() -> String, got: T, want: T) {
         if got != want {
             self.fail(format!("{}: rust {got:?} sacrebleu {want:?}", what()));
         }
@@ -235,6 +245,11 @@ impl Tally {
             self.failures.push(msg);
         }
     }
+}
+
+/// Our JSON text parsed back, so that its numbers go through the same parser as the golden file's.
+fn json_roundtrip(m: &seqkd_text::metrics::MetricScore) -> Value {
+    serde_json::from_str(&serde_json::to_string(m).unwrap()).unwrap()
 }
 
 fn smoothing(name: &str) -> Smoothing {
@@ -256,14 +271,18 @@ fn check_run(tally: &mut Tally, ctx: &str, run: &Value, hyps: &[String], refs: &
         let cfg = BleuConfig { smooth: smoothing(sm), ..base };
         let s = BleuScore::from_stats(&stats, &cfg, 1);
         tally.num(|| format!("{ctx} corpus BLEU {sm}"), s.score, &b[sm]["score"]);
-        tally.eq(|| format!("{ctx} signature {sm}"), s.signature().as_str(), b[sm]["signature"].as_str().unwrap());
+        tally.eq(
+            || format!("{ctx} signature {sm}"),
+            s.signature().as_str(),
+            b[sm]["signature"].as_str().unwrap(),
+        );
         if sm == "exp" {
             tally.eq(|| format!("{ctx} BLEU line"), s.to_string().as_str(), b[sm]["line"].as_str().unwrap());
-            let json = serde_json::to_value(s.to_metric_score(2)).unwrap();
-            tally.eq(|| format!("{ctx} BLEU json"), &json, &b["json"]);
+            tally.eq(|| format!("{ctx} BLEU json"), &json_roundtrip(&s.to_metric_score(2)), &b["json"]);
         }
     }
-    let as_u64 = |v: &Value| -> Vec<u64> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect() };
+    let as_u64 =
+        |v: &Value| -> Vec<u64> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect() };
     tally.eq(|| format!("{ctx} counts"), exp.counts.clone(), as_u64(&b["counts"]));
     tally.eq(|| format!("{ctx} totals"), exp.totals.clone(), as_u64(&b["totals"]));
     tally.eq(|| format!("{ctx} sys_len"), exp.sys_len, b["sys_len"].as_u64().unwrap());
@@ -286,15 +305,18 @@ fn check_run(tally: &mut Tally, ctx: &str, run: &Value, hyps: &[String], refs: &
         tally.num(|| what.clone(), s.score, &c["score"]);
         tally.eq(|| format!("{what} signature"), s.signature().as_str(), c["signature"].as_str().unwrap());
         tally.eq(|| format!("{what} line"), s.to_string().as_str(), c["line"].as_str().unwrap());
-        tally.eq(|| format!("{what} json"), &serde_json::to_value(s.to_metric_score(2)).unwrap(), &c["json"]);
+        tally.eq(|| format!("{what} json"), &json_roundtrip(&s.to_metric_score(2)), &c["json"]);
     }
 
     // Sentence level: rows [line, exp] or [line, exp, floor, add-k, none, chrF].
     let mut scorers: Vec<SentenceBleu> = SMOOTHS
         .iter()
         .map(|sm| {
-            SentenceBleu::new(BleuConfig { smooth: smoothing(sm), ..BleuConfig { effective_order: true, ..base } })
-                .unwrap()
+            SentenceBleu::new(BleuConfig {
+                smooth: smoothing(sm),
+                ..BleuConfig { effective_order: true, ..base }
+            })
+            .unwrap()
         })
         .collect();
     let mut chrf = ChrfScorer::new(ChrfConfig::default()).unwrap();
@@ -326,7 +348,8 @@ fn metrics_match_sacrebleu_on_real_corpora() {
     let golden = load_json(&golden_path);
     assert_eq!(golden["sacrebleu"], "2.6.0");
     let p = &golden["perturbation"];
-    let tables = Tables { inserts: strings(&p["inserts"]), glue: strings(&p["glue"]), seps: strings(&p["seps"]) };
+    let tables =
+        Tables { inserts: strings(&p["inserts"]), glue: strings(&p["glue"]), seps: strings(&p["seps"]) };
 
     let mut by_split: Vec<(String, Tally)> = Vec::new();
     for set in golden["sets"].as_array().expect("sets") {
@@ -346,13 +369,19 @@ fn metrics_match_sacrebleu_on_real_corpora() {
         };
         let tally = &mut by_split[pos].1;
         let want_hash = set["fnv1a64"].as_str().unwrap();
-        assert_eq!(format!("{:016x}", fnv1a64(&bytes)), want_hash, "{rel} differs from the file the golden numbers were made from");
+        assert_eq!(
+            format!("{:016x}", fnv1a64(&bytes)),
+            want_hash,
+            "{rel} differs from the file the golden numbers were made from"
+        );
         let text = String::from_utf8(bytes).expect("UTF-8 data");
         let mut refs: Vec<String> = text.split('\n').map(str::to_string).collect();
         if refs.last().is_some_and(|l| l.is_empty()) {
             refs.pop();
         }
         assert_eq!(refs.len() as u64, set["n_lines"].as_u64().unwrap(), "{rel}: line count");
+        // The golden numbers use the first `lines_used` lines (all of them if absent).
+        refs.truncate(set["lines_used"].as_u64().map_or(refs.len(), |n| n as usize));
         let mut last_hyps: Option<(String, u64, Vec<String>)> = None;
         for run in set["runs"].as_array().unwrap() {
             let name = run["recipe"].as_str().unwrap().to_string();
@@ -394,12 +423,12 @@ fn python_unicode_facts() {
     let u = load_json(&manifest_dir().join("tests/golden/python_unicode.json"));
     let all = || (0..=0x10FFFFu32).filter_map(char::from_u32);
 
-    let py_space: HashSet<u32> = u["isspace"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let py_space: HashSet<u32> =
+        u["isspace"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
     for c in all() {
         assert_eq!(is_py_whitespace(c), py_space.contains(&(c as u32)), "isspace U+{:04X}", c as u32);
     }
 
-    let t0 = std::time::Instant::now();
     let mut lower = std::collections::HashMap::new();
     for pair in u["lower"].as_array().unwrap() {
         lower.insert(pair[0].as_u64().unwrap() as u32, pair[1].as_str().unwrap().to_string());
@@ -411,7 +440,12 @@ fn python_unicode_facts() {
             bad.push(format!("U+{:04X}", c as u32));
         }
     }
-    assert!(bad.is_empty(), "str.lower differs on {} code points: {:?}", bad.len(), &bad[..bad.len().min(50)]);
+    assert!(
+        bad.is_empty(),
+        "str.lower differs on {} code points: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(50)]
+    );
     for pair in u["lower_contexts"].as_array().unwrap() {
         let (s, want) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
         assert_eq!(py_lower(s), want, "lower({s:?})");
@@ -421,7 +455,6 @@ fn python_unicode_facts() {
     // S; in "{c}.5" (c neither P nor S) the period is split off iff c is not N. Checked in
     // batches of pieces joined by spaces (the pieces cannot interact: their ends are letters and
     // digits), and piece by piece where a batch differs.
-    eprintln!("TIMING lower {:?}", t0.elapsed());
     let ranges = |cls: &str| -> Vec<(u32, u32)> {
         let r = u["classes"][cls].as_array().unwrap();
         r.iter().map(|r| (r[0].as_u64().unwrap() as u32, r[1].as_u64().unwrap() as u32)).collect()
@@ -433,7 +466,10 @@ fn python_unicode_facts() {
         let i = r.partition_point(|&(lo, _)| lo <= c);
         i > 0 && c <= r[i - 1].1
     };
+    // Planes 4-13 and 15-16 have no P, S or N characters in any Unicode version (unassigned or
+    // private use); skipping them keeps this fast in debug builds.
     let chars: Vec<(char, bool, bool)> = all()
+        .filter(|&c| (c as u32) < 0x40000 || (0xE0000..0xF0000).contains(&(c as u32)))
         .filter(|&c| !is_py_whitespace(c))
         .map(|c| (c, in_ranges("P", c as u32) || in_ranges("S", c as u32), in_ranges("N", c as u32)))
         .collect();
@@ -447,8 +483,11 @@ fn python_unicode_facts() {
     let mut diffs = Vec::new();
     for second in [false, true] {
         for chunk in chars.chunks(2000) {
-            let pieces: Vec<(String, String)> =
-                chunk.iter().filter(|&&(_, ps, _)| !(second && ps)).map(|&(c, ps, n)| piece(c, ps, n, second)).collect();
+            let pieces: Vec<(String, String)> = chunk
+                .iter()
+                .filter(|&&(_, ps, _)| !(second && ps))
+                .map(|&(c, ps, n)| piece(c, ps, n, second))
+                .collect();
             let input: Vec<&str> = pieces.iter().map(|p| p.0.as_str()).collect();
             let want: Vec<&str> = pieces.iter().map(|p| p.1.as_str()).collect();
             if tokenize(TokenizeKind::Intl, &input.join(" ")) == want.join(" ") {
@@ -462,5 +501,10 @@ fn python_unicode_facts() {
             }
         }
     }
-    assert!(diffs.is_empty(), "intl classes differ on {} code points: {:?}", diffs.len(), &diffs[..diffs.len().min(40)]);
+    assert!(
+        diffs.is_empty(),
+        "intl classes differ on {} code points: {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(40)]
+    );
 }

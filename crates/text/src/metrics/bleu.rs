@@ -29,7 +29,7 @@ pub const MAX_NGRAM_ORDER: usize = 4;
 pub const MAX_SUPPORTED_ORDER: usize = 8;
 
 /// sacrebleu's smoothing methods (Chen & Cherry 2014), with their values.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[serde(tag = "method", content = "value")]
 pub enum Smoothing {
     /// `none`: an order without matches zeroes the score.
@@ -42,14 +42,9 @@ pub enum Smoothing {
     #[serde(rename = "add-k")]
     AddK(f64),
     /// `exp`: the NIST/mteval-v13a geometric smoothing, sacrebleu's default.
+    #[default]
     #[serde(rename = "exp")]
     Exp,
-}
-
-impl Default for Smoothing {
-    fn default() -> Self {
-        Smoothing::Exp
-    }
 }
 
 impl Smoothing {
@@ -365,19 +360,18 @@ impl BleuReference {
         self.units.clear();
         self.bounds.clear();
         self.ref_lens.clear();
-        // The interner is sized from the byte length (an upper bound on the words), then filled.
         let mut first = true;
         for r in refs {
-            let toks = pre.run(r);
+            pre.process(r);
+            let words = pre.word_bytes();
             if first {
-                self.vocab.reset(toks.len() / 2 + 1);
+                // Sized for the first reference; the interner grows if more words follow.
+                self.vocab.reset(words.len());
                 first = false;
             }
             let start = self.units.len();
-            if !toks.is_empty() {
-                for w in toks.split(' ') {
-                    self.units.push(self.vocab.intern(w));
-                }
+            for w in words {
+                self.units.push(self.vocab.intern(w));
             }
             self.bounds.push((start, self.units.len()));
             self.ref_lens.push((self.units.len() - start) as u64);
@@ -419,12 +413,9 @@ struct HypScratch {
 impl HypScratch {
     fn stats(&mut self, hyp: &str, reference: &BleuReference, max_order: usize) -> BleuStats {
         self.ids.clear();
-        let toks = self.pre.run(hyp);
-        if !toks.is_empty() {
-            for w in toks.split(' ') {
-                self.ids.push(reference.vocab.get(w));
-            }
-        }
+        self.pre.process(hyp);
+        let (vocab, index) = (&reference.vocab, &reference.index);
+        self.ids.extend(self.pre.word_bytes().map(|w| index.unit_id(vocab.get(w))));
         let mut stats = BleuStats { sys_len: self.ids.len() as u64, ..Default::default() };
         stats.ref_len = reference.closest_ref_len(stats.sys_len);
         reference.index.match_counts(
@@ -456,7 +447,10 @@ impl SentenceBleu {
             config,
             ref_pre: Preprocessor::new(config.tokenize, config.lowercase),
             reference: BleuReference::default(),
-            hyp: HypScratch { pre: Preprocessor::new(config.tokenize, config.lowercase), ..Default::default() },
+            hyp: HypScratch {
+                pre: Preprocessor::new(config.tokenize, config.lowercase),
+                ..Default::default()
+            },
         })
     }
 
@@ -672,7 +666,11 @@ mod tests {
             ("", "", [0.0; 4]),
             ("a", "a", [100.00000000000004; 4]),
             ("the the the the", "the cat", [15.97357760615681, 8.034284189446518, 31.947155212313625, 0.0]),
-            ("Hello, world!", "Hello world!", [35.35533905932737, 18.803015465431972, 50.000000000000014, 0.0]),
+            (
+                "Hello, world!",
+                "Hello world!",
+                [35.35533905932737, 18.803015465431972, 50.000000000000014, 0.0],
+            ),
             (
                 "It is 3.5% (approx.)",
                 "It is 3.5 % approx.",
@@ -733,6 +731,46 @@ mod tests {
         );
         let cfg = BleuConfig { smooth: Smoothing::floor(), lowercase: true, ..BleuConfig::default() };
         assert_eq!(cfg.signature(1), "nrefs:1|case:lc|eff:no|tok:13a|smooth:floor[0.10]|version:2.6.0");
+    }
+
+    #[test]
+    fn any_input_scores_without_panicking() {
+        let alphabet = [
+            "a", "b", "A", " ", ".", ",", "-", "5", "&amp;", "<skipped>", "\n", "Σ", "İ", "\u{1c}", "\u{a0}", "€",
+            "\u{301}", "\u{0}", "\u{10ffff}", "(", "\"", "'",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut random = || -> String {
+            let len = (next() % 12) as usize;
+            (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
+        };
+        let kinds = [TokenizeKind::None, TokenizeKind::Tok13a, TokenizeKind::Intl, TokenizeKind::Char];
+        let smooths = [Smoothing::Exp, Smoothing::floor(), Smoothing::add_k(), Smoothing::None];
+        for k in 0..2000 {
+            let cfg = BleuConfig {
+                tokenize: kinds[k % 4],
+                lowercase: k % 3 == 0,
+                smooth: smooths[(k / 4) % 4],
+                max_ngram_order: 1 + k % MAX_SUPPORTED_ORDER,
+                effective_order: k % 2 == 0,
+            };
+            let mut s = SentenceBleu::new(cfg).unwrap();
+            let (h, r1, r2) = (random(), random(), random());
+            let score = s.score(&h, &r1);
+            assert!((0.0..=100.0 + 1e-9).contains(&score), "{score} for {h:?} / {r1:?}");
+            let multi = s.score_full(&h, &[r1.as_str(), r2.as_str()]);
+            assert!(multi.score >= 0.0 && multi.to_string().starts_with("BLEU = "));
+            // A reference prepared for a lower order must not break a scorer of a higher one.
+            let mut low = SentenceBleu::new(BleuConfig { max_ngram_order: 1, ..cfg }).unwrap();
+            let prepared = low.prepare_reference(&[r1.as_str()]);
+            assert!(s.score_prepared(&h, &prepared).is_finite());
+        }
     }
 
     #[test]

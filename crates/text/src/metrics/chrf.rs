@@ -34,7 +34,14 @@ pub struct ChrfConfig {
 
 impl Default for ChrfConfig {
     fn default() -> Self {
-        Self { char_order: 6, word_order: 0, beta: 2, lowercase: false, whitespace: false, eps_smoothing: false }
+        Self {
+            char_order: 6,
+            word_order: 0,
+            beta: 2,
+            lowercase: false,
+            whitespace: false,
+            eps_smoothing: false,
+        }
     }
 }
 
@@ -264,12 +271,13 @@ impl ChrfScorer {
                 remove_punctuation(&self.ref_text, &mut ref_words);
                 self.vocab.reset(ref_words.len());
                 self.ids.clear();
-                self.ids.extend(ref_words.iter().map(|w| self.vocab.intern(w)));
+                self.ids.extend(ref_words.iter().map(|w| self.vocab.intern(w.as_bytes())));
                 let n_ref = self.ids.len();
                 self.index.build(&self.ids, &[(0, n_ref)], cfg.word_order);
                 remove_punctuation(&self.hyp_text, &mut hyp_words);
                 self.ids.clear();
-                self.ids.extend(hyp_words.iter().map(|w| self.vocab.get(w)));
+                let (vocab, index) = (&self.vocab, &self.index);
+                self.ids.extend(hyp_words.iter().map(|w| index.unit_id(vocab.get(w.as_bytes()))));
                 Self::collect(
                     &self.index,
                     &self.ids,
@@ -407,6 +415,36 @@ mod tests {
         for (h, r) in [("", ""), ("a", ""), ("", "a")] {
             assert_eq!(sentence_chrf(h, &[r], &ChrfConfig::default()).unwrap().score, 0.0);
         }
+    }
+
+    #[test]
+    fn any_input_scores_without_panicking() {
+        let alphabet = ["a", "b", "A", " ", ".", ",", "(", "Σ", "İ", "\u{1c}", "\u{a0}", "€", "\u{301}", "\u{0}", "'"];
+        let mut state = 0x1234_5678_9abc_def1u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut random = || -> String {
+            let len = (next() % 10) as usize;
+            (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect()
+        };
+        for k in 0..1000 {
+            let cfg = ChrfConfig {
+                char_order: k % 7,
+                word_order: 1 + k % 3,
+                beta: (k % 4) as u32,
+                lowercase: k % 2 == 0,
+                whitespace: k % 5 == 0,
+                eps_smoothing: k % 3 == 0,
+            };
+            let (h, r1, r2) = (random(), random(), random());
+            let s = sentence_chrf(&h, &[r1.as_str(), r2.as_str()], &cfg).unwrap();
+            assert!((0.0..=100.0 + 1e-9).contains(&s.score), "{} for {h:?} / {r1:?}", s.score);
+        }
+        assert!(ChrfConfig { char_order: 0, word_order: 0, ..ChrfConfig::default() }.validate().is_err());
     }
 
     #[test]

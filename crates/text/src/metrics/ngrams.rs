@@ -42,7 +42,7 @@ fn hash_bytes(b: &[u8]) -> u64 {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Interner {
     /// All interned words, concatenated.
-    text: String,
+    text: Vec<u8>,
     /// (start, end) of word `id` in `text`.
     spans: Vec<(u32, u32)>,
     hashes: Vec<u64>,
@@ -64,7 +64,7 @@ impl Interner {
     }
 
     #[inline]
-    fn find(&self, word: &str, h: u64) -> (usize, u32) {
+    fn find(&self, word: &[u8], h: u64) -> (usize, u32) {
         let mask = self.slots.len() - 1;
         let mut slot = (h >> self.shift) as usize;
         loop {
@@ -85,18 +85,18 @@ impl Interner {
     /// The id of `word`, interning it if new. At most the `expected` of [`Interner::reset`] words
     /// may be interned (the table never grows past half full otherwise; it is resized if needed).
     #[inline]
-    pub(crate) fn intern(&mut self, word: &str) -> u32 {
+    pub(crate) fn intern(&mut self, word: &[u8]) -> u32 {
         if (self.spans.len() + 1) * 2 > self.slots.len() {
             self.grow();
         }
-        let h = hash_bytes(word.as_bytes());
+        let h = hash_bytes(word);
         let (slot, id) = self.find(word, h);
         if id != UNSEEN {
             return id;
         }
         let id = self.spans.len() as u32;
         let start = self.text.len() as u32;
-        self.text.push_str(word);
+        self.text.extend_from_slice(word);
         self.spans.push((start, self.text.len() as u32));
         self.hashes.push(h);
         self.slots[slot] = id;
@@ -105,11 +105,11 @@ impl Interner {
 
     /// The id of `word`, or [`UNSEEN`].
     #[inline]
-    pub(crate) fn get(&self, word: &str) -> u32 {
+    pub(crate) fn get(&self, word: &[u8]) -> u32 {
         if self.slots.is_empty() {
             return UNSEEN;
         }
-        self.find(word, hash_bytes(word.as_bytes())).1
+        self.find(word, hash_bytes(word)).1
     }
 
     fn grow(&mut self) {
@@ -128,24 +128,88 @@ impl Interner {
     }
 }
 
+/// Dense ids for u64 keys: open addressing with linear probing, Fibonacci hashing.
+#[derive(Debug, Clone, Default)]
+struct IdTable {
+    /// Id per slot, or UNSEEN.
+    slots: Vec<u32>,
+    /// Key of each id.
+    keys: Vec<u64>,
+    shift: u32,
+}
+
+impl IdTable {
+    /// Empties the table, sized for at most `expected` keys (it stays at most half full).
+    fn reset(&mut self, expected: usize) {
+        let cap = (expected.max(4) * 2).next_power_of_two();
+        self.slots.clear();
+        self.slots.resize(cap, UNSEEN);
+        self.keys.clear();
+        self.shift = 64 - cap.trailing_zeros();
+    }
+
+    #[inline(always)]
+    fn slot(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    /// The id of `key`, adding it if new (callers never add more than the `expected` keys).
+    #[inline]
+    fn insert(&mut self, key: u64) -> u32 {
+        let mask = self.slots.len() - 1;
+        let mut s = self.slot(key);
+        loop {
+            let id = self.slots[s];
+            if id == UNSEEN {
+                let id = self.keys.len() as u32;
+                self.keys.push(key);
+                self.slots[s] = id;
+                return id;
+            }
+            if self.keys[id as usize] == key {
+                return id;
+            }
+            s = (s + 1) & mask;
+        }
+    }
+
+    /// The id of `key`, or UNSEEN.
+    #[inline]
+    fn get(&self, key: u64) -> u32 {
+        if self.slots.is_empty() {
+            return UNSEEN;
+        }
+        let mask = self.slots.len() - 1;
+        let mut s = self.slot(key);
+        loop {
+            let id = self.slots[s];
+            if id == UNSEEN || self.keys[id as usize] == key {
+                return id;
+            }
+            s = (s + 1) & mask;
+        }
+    }
+}
+
 /// The n-grams (orders 1..=max_order) of one or more reference unit sequences, with their
 /// counts: for several references, the maximum count over references (sacrebleu's BLEU merge).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct NgramIndex {
     max_order: usize,
-    /// Per order: sorted distinct keys; the id of an n-gram is its index here. Order 1 keys are
-    /// the units themselves; order n keys are `(id of (n-1)-gram) << 32 | unit`.
-    keys: Vec<Vec<u64>>,
+    /// Per order: key → id. Order 1 keys are the units themselves; order n keys are
+    /// `(id of (n-1)-gram) << 32 | (order-1 id of the last unit)`.
+    tables: Vec<IdTable>,
     /// Per order, per id: the (max over references) count.
     counts: Vec<Vec<u32>>,
     /// Per order: number of n-grams in the references (summed over references).
     totals: Vec<u64>,
     // Scratch for building.
-    pairs: Vec<(u64, u32)>,
     prev: Vec<u32>,
     /// Order-1 id of every reference unit (the second half of higher-order keys).
     unit_ids: Vec<u32>,
-    seg_of: Vec<u32>,
+    /// Per id of the order being built: count in the current reference, and which reference.
+    cur: Vec<u32>,
+    cur_ref: Vec<u32>,
 }
 
 /// Per-hypothesis scratch for [`NgramIndex::match_counts`], kept apart from the index so that one
@@ -161,63 +225,51 @@ impl NgramIndex {
     /// except [`UNSEEN`] (word ids from an [`Interner`], or chars).
     pub(crate) fn build(&mut self, units: &[u32], bounds: &[(usize, usize)], max_order: usize) {
         self.max_order = max_order;
-        self.keys.resize_with(max_order, Vec::new);
+        self.tables.resize_with(max_order, IdTable::default);
         self.counts.resize_with(max_order, Vec::new);
         self.totals.clear();
         self.totals.resize(max_order, 0);
-        let multi = bounds.len() > 1;
-        if multi {
-            self.seg_of.clear();
-            self.seg_of.resize(units.len(), 0);
-            for (r, &(s, e)) in bounds.iter().enumerate() {
-                self.seg_of[s..e].fill(r as u32);
-            }
-        }
-        // prev[i] = id of the (n-1)-gram starting at unit i (for n = 1: the unit itself).
+        // prev[i] = id of the (n-1)-gram starting at unit i, replaced in place by the id of the
+        // n-gram at i (position i + 1 still holds its (n-1)-gram id when i is done).
         self.prev.clear();
-        self.prev.extend_from_slice(units);
+        self.prev.resize(units.len(), 0);
         for n in 1..=max_order {
-            self.pairs.clear();
-            for &(s, e) in bounds {
+            let expected: usize = bounds.iter().map(|&(s, e)| (e - s + 1).saturating_sub(n)).sum();
+            self.totals[n - 1] = expected as u64;
+            let table = &mut self.tables[n - 1];
+            let counts = &mut self.counts[n - 1];
+            table.reset(expected);
+            counts.clear();
+            self.cur.clear();
+            self.cur_ref.clear();
+            for (r, &(s, e)) in bounds.iter().enumerate() {
                 if e - s < n {
                     continue;
                 }
-                self.totals[n - 1] += (e - s + 1 - n) as u64;
+                // Indexes three arrays at different offsets: a range is clearer than iterators.
+                #[allow(clippy::needless_range_loop)]
                 for i in s..=e - n {
                     let key = if n == 1 {
                         units[i] as u64
                     } else {
                         (self.prev[i] as u64) << 32 | self.unit_ids[i + n - 1] as u64
                     };
-                    self.pairs.push((key, i as u32));
+                    let id = table.insert(key) as usize;
+                    if id == counts.len() {
+                        counts.push(0);
+                        self.cur.push(0);
+                        self.cur_ref.push(u32::MAX);
+                    }
+                    if self.cur_ref[id] != r as u32 {
+                        self.cur_ref[id] = r as u32;
+                        self.cur[id] = 0;
+                    }
+                    self.cur[id] += 1;
+                    if self.cur[id] > counts[id] {
+                        counts[id] = self.cur[id];
+                    }
+                    self.prev[i] = id as u32;
                 }
-            }
-            // Sorting by (key, position) groups equal n-grams, and within them each reference's
-            // occurrences (positions of reference r precede those of r + 1).
-            self.pairs.sort_unstable();
-            let keys = &mut self.keys[n - 1];
-            let counts = &mut self.counts[n - 1];
-            keys.clear();
-            counts.clear();
-            let mut run_seg = u32::MAX;
-            let mut run_count = 0u32;
-            for &(key, pos) in &self.pairs {
-                if keys.last() != Some(&key) {
-                    keys.push(key);
-                    counts.push(0);
-                    run_seg = u32::MAX;
-                }
-                let id = keys.len() - 1;
-                let seg = if multi { self.seg_of[pos as usize] } else { 0 };
-                if seg != run_seg {
-                    run_seg = seg;
-                    run_count = 0;
-                }
-                run_count += 1;
-                if run_count > counts[id] {
-                    counts[id] = run_count;
-                }
-                self.prev[pos as usize] = id as u32;
             }
             if n == 1 {
                 self.unit_ids.clear();
@@ -235,18 +287,21 @@ impl NgramIndex {
     /// Whether the references have any n-gram of order n.
     #[inline]
     pub(crate) fn has_order(&self, n: usize) -> bool {
-        !self.keys[n - 1].is_empty()
+        !self.tables[n - 1].keys.is_empty()
     }
 
     /// The id of a first-order unit, or [`UNSEEN`].
     #[inline]
     pub(crate) fn unit_id(&self, unit: u32) -> u32 {
-        lookup(&self.keys[0], unit as u64)
+        match self.tables.first() {
+            Some(t) if unit != UNSEEN => t.get(unit as u64),
+            _ => UNSEEN,
+        }
     }
 
-    /// Clipped matches and totals of the hypothesis `ids` (unit ids from [`NgramIndex::unit_id`]
-    /// or, for interned words, the interner's ids — which are the order-1 ids when every
-    /// interned word occurs in a reference). Writes `correct[n-1]` and `total[n-1]` for every n.
+    /// Clipped matches and totals of the hypothesis `ids`: order-1 ids from
+    /// [`NgramIndex::unit_id`] ([`UNSEEN`] for units no reference has). Writes `correct[n-1]` and `total[n-1]` for every
+    /// order n up to the slices' length.
     pub(crate) fn match_counts(
         &self,
         ids: &[u32],
@@ -255,20 +310,23 @@ impl NgramIndex {
         total: &mut [u64],
     ) {
         let len = ids.len();
+        let orders = correct.len().min(total.len());
         scratch.used.resize_with(self.max_order, Vec::new);
         scratch.ids.clear();
         scratch.ids.extend_from_slice(ids);
-        for n in 1..=self.max_order {
+        for n in 1..=orders {
             correct[n - 1] = 0;
             total[n - 1] = (len + 1).saturating_sub(n) as u64;
-            if len < n {
+            // Orders the index was not built for (a reference prepared with a smaller order)
+            // simply have no matches.
+            if len < n || n > self.max_order {
                 continue;
             }
-            let keys = &self.keys[n - 1];
+            let table = &self.tables[n - 1];
             let counts = &self.counts[n - 1];
             let used = &mut scratch.used[n - 1];
             used.clear();
-            used.resize(keys.len(), 0);
+            used.resize(counts.len(), 0);
             let mut matched = 0u64;
             for i in 0..=len - n {
                 // scratch.ids[i] holds the (n-1)-gram id at i; turn it into the n-gram id in place
@@ -281,7 +339,7 @@ impl NgramIndex {
                     if prev == UNSEEN || unit == UNSEEN {
                         UNSEEN
                     } else {
-                        lookup(keys, (prev as u64) << 32 | unit as u64)
+                        table.get((prev as u64) << 32 | unit as u64)
                     }
                 };
                 scratch.ids[i] = id;
@@ -298,14 +356,6 @@ impl NgramIndex {
     }
 }
 
-#[inline]
-fn lookup(keys: &[u64], key: u64) -> u32 {
-    match keys.binary_search(&key) {
-        Ok(i) => i as u32,
-        Err(_) => UNSEEN,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,14 +365,14 @@ mod tests {
         let mut it = Interner::default();
         it.reset(2);
         let words: Vec<String> = (0..1000).map(|i| format!("w{i}")).collect();
-        let ids: Vec<u32> = words.iter().map(|w| it.intern(w)).collect();
+        let ids: Vec<u32> = words.iter().map(|w| it.intern(w.as_bytes())).collect();
         for (i, w) in words.iter().enumerate() {
             assert_eq!(ids[i], i as u32);
-            assert_eq!(it.get(w), i as u32);
-            assert_eq!(it.intern(w), i as u32);
+            assert_eq!(it.get(w.as_bytes()), i as u32);
+            assert_eq!(it.intern(w.as_bytes()), i as u32);
         }
-        assert_eq!(it.get("nope"), UNSEEN);
-        assert_eq!(Interner::default().get("x"), UNSEEN);
+        assert_eq!(it.get(b"nope"), UNSEEN);
+        assert_eq!(Interner::default().get(b"x"), UNSEEN);
     }
 
     #[test]

@@ -14,8 +14,15 @@ pub fn is_py_whitespace(c: char) -> bool {
     match c {
         '\t'..='\r' | '\u{1c}'..=' ' => true,
         c if (c as u32) < 0x85 => false,
-        '\u{85}' | '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}'
-        | '\u{205f}' | '\u{3000}' => true,
+        '\u{85}'
+        | '\u{a0}'
+        | '\u{1680}'
+        | '\u{2000}'..='\u{200a}'
+        | '\u{2028}'
+        | '\u{2029}'
+        | '\u{202f}'
+        | '\u{205f}'
+        | '\u{3000}' => true,
         _ => false,
     }
 }
@@ -115,11 +122,15 @@ mod tests {
     fn whitespace_matches_python_isspace() {
         // The full list of `c.isspace()` code points in CPython 3.11.
         let py: Vec<u32> = vec![
-            0x9, 0xa, 0xb, 0xc, 0xd, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680, 0x2000, 0x2001, 0x2002,
-            0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f, 0x205f,
-            0x3000,
+            0x9, 0xa, 0xb, 0xc, 0xd, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x85, 0xa0, 0x1680, 0x2000, 0x2001,
+            0x2002, 0x2003, 0x2004, 0x2005, 0x2006, 0x2007, 0x2008, 0x2009, 0x200a, 0x2028, 0x2029, 0x202f,
+            0x205f, 0x3000,
         ];
-        let ours: Vec<u32> = (0..=0x10ffffu32).filter_map(char::from_u32).filter(|&c| is_py_whitespace(c)).map(|c| c as u32).collect();
+        let ours: Vec<u32> = (0..=0x10ffffu32)
+            .filter_map(char::from_u32)
+            .filter(|&c| is_py_whitespace(c))
+            .map(|c| c as u32)
+            .collect();
         assert_eq!(ours, py);
     }
 

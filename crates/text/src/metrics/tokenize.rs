@@ -1,12 +1,12 @@
 //! sacrebleu 2.6.0's BLEU tokenizers `none`, `13a` (the default), `intl` and `char`, with
 //! identical output.
 //!
-//! `13a` is the hot path of sentence BLEU, so it is not a chain of regex substitutions as in
-//! sacrebleu but one pass over the characters through five small streaming stages. Each stage is
-//! a literal transcription of one `re.sub` call of `TokenizerRegexp` (or of the final
-//! `' '.join(line.split())`): a 2-character pattern is matched by holding back one character,
-//! exactly like `re.sub`'s leftmost, non-overlapping scan, and the stages are fused only by
-//! feeding each one's output into the next. See [`tokenize_13a_into`].
+//! `13a` is the hot path of sentence BLEU, so it does not use regular expressions: each `re.sub`
+//! of sacrebleu's `TokenizerRegexp` is a hand-written byte loop that reproduces `re.sub`'s
+//! leftmost, non-overlapping scan for its two-character pattern, followed by a byte-level
+//! `' '.join(line.split())` that knows Python's whitespace. The tests compare it with a literal
+//! character-by-character transcription on random strings, and `tests/metrics_golden.rs` with
+//! sacrebleu itself.
 //!
 //! `intl` uses the `regex` crate's `\p{P}`, `\p{S}` and `\p{N}` (Unicode 16.0) plus the characters
 //! Unicode 17.0 added to them, which sacrebleu's `regex` module knows (see `EXTRA_P`).
@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::pystr::{is_py_whitespace, py_normalize_into};
+use super::pystr::{is_py_whitespace, py_lower_into, py_normalize_into, py_rstrip};
 use super::MetricsError;
 
 /// A sacrebleu tokenizer, by its signature name.
@@ -82,7 +82,7 @@ pub fn tokenize(kind: TokenizeKind, line: &str) -> String {
     let mut out = String::with_capacity(line.len() + line.len() / 4 + 8);
     match kind {
         TokenizeKind::None => out.push_str(line),
-        TokenizeKind::Tok13a => tokenize_13a_into(line, &mut out, &mut String::new(), &mut String::new()),
+        TokenizeKind::Tok13a => out.push_str(&tokenize_13a(line)),
         TokenizeKind::Intl => tokenize_intl_into(line, &mut out),
         TokenizeKind::Char => {
             for (i, c) in line.chars().enumerate() {
@@ -100,130 +100,257 @@ pub fn tokenize(kind: TokenizeKind, line: &str) -> String {
 // 13a
 // ---------------------------------------------------------------------------------------------
 
-/// The character class of 13a's first substitution, `[\{-\~\[-\` -\&\(-\+\:-\@\/]`: space and
-/// all ASCII punctuation except `'`, `,`, `-` and `.`, which have rules of their own.
-#[inline]
-fn is_13a_punct(c: char) -> bool {
-    matches!(c, '{'..='~' | '['..='`' | ' '..='&' | '('..='+' | ':'..='@' | '/')
+/// `[0-9]` in a Python `str` pattern is ASCII digits only (not `\d`).
+#[inline(always)]
+fn is_digit(b: u8) -> bool {
+    b.is_ascii_digit()
 }
 
-/// `[0-9]` in a Python `str` pattern: ASCII digits only (not `\d`).
-#[inline]
-fn is_digit(c: char) -> bool {
-    c.is_ascii_digit()
+#[inline(always)]
+fn is_period_comma(b: u8) -> bool {
+    b == b'.' || b == b','
 }
 
-/// One stage of the streaming 13a pipeline.
-trait Sink {
-    fn put(&mut self, c: char);
-    fn finish(&mut self);
+/// Output of the 13a pass: words appended to `out` (space-separated) with their spans.
+struct WordSink<'a> {
+    out: &'a mut Vec<u8>,
+    spans: &'a mut Vec<(u32, u32)>,
+    /// Start of the word being written, if any.
+    open: Option<usize>,
 }
 
-/// `' '.join(line.split())`: drops leading and trailing whitespace, one space between words.
-struct Collapse<'a> {
-    out: &'a mut String,
-    /// A word was written and whitespace followed it: the next word needs a separator.
-    gap: bool,
-    started: bool,
-}
-
-impl Sink for Collapse<'_> {
+impl WordSink<'_> {
     #[inline(always)]
-    fn put(&mut self, c: char) {
-        if is_py_whitespace(c) {
-            self.gap = self.started;
-        } else {
-            if self.gap {
-                self.out.push(' ');
-                self.gap = false;
+    fn push(&mut self, b: u8) {
+        if self.open.is_none() {
+            if !self.out.is_empty() {
+                self.out.push(b' ');
             }
-            self.out.push(c);
-            self.started = true;
+            self.open = Some(self.out.len());
+        }
+        self.out.push(b);
+    }
+
+    #[inline(always)]
+    fn push_slice(&mut self, s: &[u8]) {
+        if self.open.is_none() {
+            if !self.out.is_empty() {
+                self.out.push(b' ');
+            }
+            self.open = Some(self.out.len());
+        }
+        self.out.extend_from_slice(s);
+    }
+
+    #[inline(always)]
+    fn end(&mut self) {
+        if let Some(start) = self.open.take() {
+            self.spans.push((start as u32, self.out.len() as u32));
         }
     }
-    fn finish(&mut self) {}
+
+    /// `b` as a word of its own.
+    #[inline(always)]
+    fn single(&mut self, b: u8) {
+        self.end();
+        self.push(b);
+        self.end();
+    }
 }
 
-/// A 2-character `re.sub(pattern, repl)` as a stream: `held` is the character at the scan
-/// position; when the next one arrives, either the pair matches (emit the replacement, resume
-/// after the pair) or the held character is emitted unchanged and the scan moves by one. That is
-/// precisely `re.sub`'s leftmost, non-overlapping search for a fixed-width pattern.
-macro_rules! pair_stage {
-    ($name:ident, |$x:ident, $c:ident| $matches:expr, |$nx:ident| $emit:expr) => {
-        struct $name<S: Sink> {
-            next: S,
-            held: Option<char>,
-        }
+/// Byte classes of the 13a pass.
+const PLAIN: u8 = 0;
+const WS: u8 = 1; // ASCII whitespace
+const MAYBE_WS: u8 = 2; // first byte of a multi-byte character that may be whitespace
+const PUNCT: u8 = 3; // 13a's first character class
+const PERIOD_COMMA: u8 = 4;
+const DASH: u8 = 5;
 
-        impl<S: Sink> Sink for $name<S> {
-            #[inline(always)]
-            fn put(&mut self, $c: char) {
-                match self.held {
-                    None => self.held = Some($c),
-                    Some($x) => {
-                        if $matches {
-                            let $nx = &mut self.next;
-                            $emit;
-                            self.held = None;
-                        } else {
-                            self.next.put($x);
-                            self.held = Some($c);
-                        }
+const CLASS_13A: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if matches!(c, b'\t'..=b'\r' | 0x1c..=b' ') {
+            WS
+        } else if matches!(c, 0xc2 | 0xe1 | 0xe2 | 0xe3) {
+            MAYBE_WS
+        } else if matches!(c, b'{'..=b'~' | b'['..=b'`' | b'!'..=b'&' | b'('..=b'+' | b':'..=b'@' | b'/') {
+            // `[\{-\~\[-\` -\&\(-\+\:-\@\/]` minus the space, which is WS
+            PUNCT
+        } else if c == b'.' || c == b',' {
+            PERIOD_COMMA
+        } else if c == b'-' {
+            DASH
+        } else {
+            PLAIN
+        };
+        b += 1;
+    }
+    t
+};
+
+/// sacrebleu's four `re.sub`s and `' '.join(line.split())`, in one pass over the bytes of the
+/// (already rewritten) line; the words go to `sink`.
+///
+/// The substitutions only ever insert spaces, so the result is the line's non-whitespace
+/// characters cut at some boundaries. Working out where each substitution cuts, given that the
+/// earlier ones ran first and that `re.sub`'s matches do not overlap, gives these rules (`T` is
+/// `' ' + line + ' '`):
+///
+/// 1. `([\{-\~\[-\` -\&\(-\+\:-\@\/])` → ` \1 `: those characters are words of their own.
+/// 2. and 3. Periods and commas, taken as maximal runs `T[s..=e]` of `[.,]` of length L, with
+///    `dp` = `T[s-1]` is a digit, `dn` = `T[e+1]` is a digit:
+///    `([^0-9])([\.,])` → `\1 \2 ` matches the run's elements at even offsets if `!dp` (the first
+///    one together with its predecessor), at odd offsets if `dp`, each as the second item of a
+///    match (an element consumed as a second item cannot start the next match). That cuts between
+///    all elements, before the run if `!dp`, and after it if `a2` = (`!dp` and L odd) or (`dp` and
+///    L even). `([\.,])([^0-9])` → ` \1 \2` then matches every element followed by a space (all
+///    but possibly the last) and the last one if `a2` or `!dn`, cutting before and after it.
+///    Altogether: for L = 1 the character is a word of its own unless `dp && dn` (`3.5`); for
+///    L >= 2 every element is a word of its own, except that the last one stays joined to the
+///    digit after it if `dn && !a2`.
+/// 4. `([0-9])(-)` → `\1 \2 `: a `-` after a digit is a word of its own (the substitutions before
+///    never put a space between a digit and a following `-`).
+///
+/// The unit tests check this against a literal transcription of the four `re.sub`s on random
+/// strings; `tests/metrics_golden.rs` against sacrebleu.
+fn words_13a(t: &[u8], sink: &mut WordSink<'_>) {
+    let n = t.len();
+    let mut i = 0;
+    while i < n {
+        let b = t[i];
+        match CLASS_13A[b as usize] {
+            PLAIN => {
+                // Copy the run of plain bytes at once.
+                let mut j = i + 1;
+                while j < n && CLASS_13A[t[j] as usize] == PLAIN {
+                    j += 1;
+                }
+                sink.push_slice(&t[i..j]);
+                i = j;
+            }
+            WS => {
+                sink.end();
+                i += 1;
+            }
+            MAYBE_WS => {
+                let w = ws_len(t, i);
+                if w > 0 {
+                    sink.end();
+                    i += w;
+                } else {
+                    sink.push(b);
+                    i += 1;
+                }
+            }
+            PUNCT => {
+                sink.single(b);
+                i += 1;
+            }
+            DASH => {
+                if i > 0 && is_digit(t[i - 1]) {
+                    sink.single(b);
+                } else {
+                    sink.push(b);
+                }
+                i += 1;
+            }
+            _ => {
+                // PERIOD_COMMA: the maximal run t[i..=e].
+                let mut e = i;
+                while e + 1 < n && is_period_comma(t[e + 1]) {
+                    e += 1;
+                }
+                let len = e - i + 1;
+                let dp = i > 0 && is_digit(t[i - 1]);
+                let dn = e + 1 < n && is_digit(t[e + 1]);
+                if len == 1 {
+                    if dp && dn {
+                        sink.push(b);
+                    } else {
+                        sink.single(b);
+                    }
+                } else {
+                    let a2 = if dp { len % 2 == 0 } else { len % 2 == 1 };
+                    for &c in &t[i..e] {
+                        sink.single(c);
+                    }
+                    if a2 || !dn {
+                        sink.single(t[e]);
+                    } else {
+                        sink.end();
+                        sink.push(t[e]);
                     }
                 }
+                i = e + 1;
             }
-            fn finish(&mut self) {
-                if let Some(x) = self.held.take() {
-                    self.next.put(x);
-                }
-                self.next.finish();
-            }
-        }
-    };
-}
-
-// `([0-9])(-)` → `\1 \2 `: tokenize dash when preceded by a digit.
-pair_stage!(DigitDash, |x, c| is_digit(x) && c == '-', |n| {
-    n.put(x);
-    n.put(' ');
-    n.put('-');
-    n.put(' ');
-});
-
-// `([\.,])([^0-9])` → ` \1 \2`: tokenize period and comma unless followed by a digit.
-pair_stage!(PeriodCommaBeforeNonDigit, |x, c| (x == '.' || x == ',') && !is_digit(c), |n| {
-    n.put(' ');
-    n.put(x);
-    n.put(' ');
-    n.put(c);
-});
-
-// `([^0-9])([\.,])` → `\1 \2 `: tokenize period and comma unless preceded by a digit.
-pair_stage!(NonDigitBeforePeriodComma, |x, c| !is_digit(x) && (c == '.' || c == ','), |n| {
-    n.put(x);
-    n.put(' ');
-    n.put(c);
-    n.put(' ');
-});
-
-/// `([\{-\~\[-\` -\&\(-\+\:-\@\/])` → ` \1 `: one character at a time, no state.
-struct Punct<S: Sink> {
-    next: S,
-}
-
-impl<S: Sink> Sink for Punct<S> {
-    #[inline(always)]
-    fn put(&mut self, c: char) {
-        if is_13a_punct(c) {
-            self.next.put(' ');
-            self.next.put(c);
-            self.next.put(' ');
-        } else {
-            self.next.put(c);
         }
     }
-    fn finish(&mut self) {
-        self.next.finish();
+    sink.end();
+}
+
+/// Byte classes for Python's `str.split()` on UTF-8: 1 = ASCII whitespace (`\t\n\x0b\x0c\r`,
+/// `\x1c`-`\x1f`, space), 2 = first byte of a multi-byte character that may be whitespace
+/// (U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F, U+3000).
+const WS_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if matches!(c, b'\t'..=b'\r' | 0x1c..=b' ') {
+            1
+        } else if matches!(c, 0xc2 | 0xe1 | 0xe2 | 0xe3) {
+            2
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
+
+/// Length in bytes of the whitespace character starting at `s[i]`, or 0 if it is not one.
+#[inline(always)]
+fn ws_len(s: &[u8], i: usize) -> usize {
+    match WS_CLASS[s[i] as usize] {
+        0 => 0,
+        1 => 1,
+        _ => {
+            let b1 = s.get(i + 1).copied().unwrap_or(0);
+            let b2 = s.get(i + 2).copied().unwrap_or(0);
+            match (s[i], b1, b2) {
+                (0xc2, 0x85 | 0xa0, _) => 2,
+                (0xe1, 0x9a, 0x80) | (0xe2, 0x80, 0x80..=0x8a | 0xa8 | 0xa9 | 0xaf) | (0xe2, 0x81, 0x9f) => 3,
+                (0xe3, 0x80, 0x80) => 3,
+                _ => 0,
+            }
+        }
+    }
+}
+
+/// `' '.join(s.split())` appended to `out` (which holds earlier words, if any), with the byte
+/// span of every word in `out`.
+fn split_words(s: &[u8], out: &mut Vec<u8>, spans: &mut Vec<(u32, u32)>) {
+    let n = s.len();
+    let mut i = 0;
+    while i < n {
+        let w = ws_len(s, i);
+        if w > 0 {
+            i += w;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        while i < n && ws_len(s, i) == 0 {
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(b' ');
+        }
+        let at = out.len();
+        out.extend_from_slice(&s[start..i]);
+        spans.push((at as u32, out.len() as u32));
     }
 }
 
@@ -244,53 +371,54 @@ fn replace_in_place(buf: &mut String, tmp: &mut String, pat: &str, rep: &str) {
     std::mem::swap(buf, tmp);
 }
 
-/// Appends sacrebleu's `Tokenizer13a()(line)` to `out`. `scratch1` and `scratch2` are only used
-/// (and only grow) when the line contains `<skipped>`, a newline or `&`.
-///
-/// sacrebleu first rewrites the line (`<skipped>` → "", `-\n` → "", `\n` → " ", and if there is
-/// an `&`: `&quot;` `&amp;` `&lt;` `&gt;` in that order, each a full `str.replace`), pads it with
-/// a space on both sides and applies four `re.sub`s and a whitespace collapse. The rewrites are
-/// done here the same way (they are rare); the rest is one pass.
-pub fn tokenize_13a_into(line: &str, out: &mut String, scratch1: &mut String, scratch2: &mut String) {
-    let needs_rewrite = line.bytes().any(|b| b == b'<' || b == b'\n' || b == b'&');
-    let line = if needs_rewrite {
-        scratch1.clear();
-        scratch1.push_str(line);
-        replace_in_place(scratch1, scratch2, "<skipped>", "");
-        replace_in_place(scratch1, scratch2, "-\n", "");
-        replace_in_place(scratch1, scratch2, "\n", " ");
-        if scratch1.contains('&') {
-            replace_in_place(scratch1, scratch2, "&quot;", "\"");
-            replace_in_place(scratch1, scratch2, "&amp;", "&");
-            replace_in_place(scratch1, scratch2, "&lt;", "<");
-            replace_in_place(scratch1, scratch2, "&gt;", ">");
-        }
-        scratch1.as_str()
-    } else {
-        line
-    };
-    out.reserve(line.len() + line.len() / 4 + 2);
-    let collapse = Collapse { out, gap: false, started: false };
-    let mut pipeline = Punct {
-        next: NonDigitBeforePeriodComma {
-            next: PeriodCommaBeforeNonDigit { next: DigitDash { next: collapse, held: None }, held: None },
-            held: None,
-        },
-    };
-    // f' {line} '
-    pipeline.put(' ');
-    for c in line.chars() {
-        pipeline.put(c);
-    }
-    pipeline.put(' ');
-    pipeline.finish();
+/// Buffers of the 13a tokenizer, kept between calls (only used by lines that need rewriting).
+#[derive(Debug, Clone, Default)]
+struct Buffers13a {
+    rewrite: String,
+    rewrite_tmp: String,
 }
 
-/// sacrebleu's `Tokenizer13a()(line)`.
+impl Buffers13a {
+    /// sacrebleu's `Tokenizer13a()(line)`, as words appended to `out` with their spans.
+    ///
+    /// sacrebleu first rewrites the line (`<skipped>` → "", `-\n` → "", `\n` → " ", and if there
+    /// is an `&`: `&quot;` `&amp;` `&lt;` `&gt;` in that order, each a full `str.replace`), pads
+    /// it with a space on both sides and applies four `re.sub`s (see [`words_13a`]).
+    fn run(&mut self, line: &str, out: &mut Vec<u8>, spans: &mut Vec<(u32, u32)>) {
+        let mut line = line;
+        // A fold without early exit, so that it compiles to SIMD: this test runs on every line.
+        let rewrite = line.bytes().fold(false, |acc, b| acc | (b == b'<') | (b == b'\n') | (b == b'&'));
+        if rewrite {
+            let (buf, tmp) = (&mut self.rewrite, &mut self.rewrite_tmp);
+            buf.clear();
+            buf.push_str(line);
+            replace_in_place(buf, tmp, "<skipped>", "");
+            replace_in_place(buf, tmp, "-\n", "");
+            replace_in_place(buf, tmp, "\n", " ");
+            if buf.contains('&') {
+                replace_in_place(buf, tmp, "&quot;", "\"");
+                replace_in_place(buf, tmp, "&amp;", "&");
+                replace_in_place(buf, tmp, "&lt;", "<");
+                replace_in_place(buf, tmp, "&gt;", ">");
+            }
+            line = buf.as_str();
+        }
+        words_13a(line.as_bytes(), &mut WordSink { out, spans, open: None });
+    }
+}
+
+/// sacrebleu's `Tokenizer13a()(line)`. For many lines use [`Preprocessor`], which reuses its
+/// buffers.
 pub fn tokenize_13a(line: &str) -> String {
-    let mut out = String::new();
-    tokenize_13a_into(line, &mut out, &mut String::new(), &mut String::new());
-    out
+    let mut out = Vec::new();
+    Buffers13a::default().run(line, &mut out, &mut Vec::new());
+    bytes_to_string(out)
+}
+
+/// The tokenizers only insert ASCII spaces at character boundaries and cut at whitespace
+/// characters, so their output is valid UTF-8; the lossy fallback is unreachable.
+fn bytes_to_string(v: Vec<u8>) -> String {
+    String::from_utf8(v).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -302,7 +430,8 @@ pub fn tokenize_13a(line: &str) -> String {
 /// Checked code point by code point in `tests/metrics_golden.rs`.
 const EXTRA_P: &str = r"\x{2E60}-\x{2E63}\x{10ED0}";
 const EXTRA_S: &str = r"\x{20C1}-\x{20C4}\x{2B96}\x{FBC3}-\x{FBD2}\x{FD90}-\x{FD91}\x{FDC8}-\x{FDCE}\x{10EC9}-\x{10ECA}\x{10ED1}-\x{10ED8}\x{1CCFA}-\x{1CCFC}\x{1CEBA}-\x{1CED0}\x{1CED2}-\x{1CED4}\x{1CEDD}-\x{1CEFD}\x{1D1EB}-\x{1D1FF}\x{1D253}-\x{1D25A}\x{1D25D}-\x{1D25E}\x{1D260}-\x{1D27F}\x{1DB00}-\x{1DB1C}\x{1F1AE}\x{1F6D8}-\x{1F6D9}\x{1F777}-\x{1F77A}\x{1F7DA}-\x{1F7DB}\x{1F7F1}-\x{1F7FF}\x{1F8D0}-\x{1F8D8}\x{1FA54}-\x{1FA57}\x{1FA8A}-\x{1FA8E}\x{1FAC8}\x{1FACC}-\x{1FACD}\x{1FADD}\x{1FAEA}-\x{1FAEB}\x{1FAEF}\x{1FAF9}-\x{1FAFA}\x{1FBFA}";
-const EXTRA_N: &str = r"\x{11DE0}-\x{11DE9}\x{1246F}\x{12475}-\x{1247F}\x{12550}-\x{12686}\x{16FF4}-\x{16FF6}";
+const EXTRA_N: &str =
+    r"\x{11DE0}-\x{11DE9}\x{1246F}\x{12475}-\x{1247F}\x{12550}-\x{12686}\x{16FF4}-\x{16FF6}";
 
 fn intl_regexes() -> &'static [(Regex, &'static str); 3] {
     static RES: OnceLock<[(Regex, &'static str); 3]> = OnceLock::new();
@@ -342,16 +471,17 @@ pub fn tokenize_intl_into(line: &str, out: &mut String) {
 /// `str.split()` of n-gram extraction, with reusable buffers: after a few calls it no longer
 /// allocates.
 ///
-/// The output is always normalized to words separated by single spaces (for `none` and `char`
-/// too), which is what `split()` sees, so [`Preprocessor::run`]'s result can be split on `' '`.
+/// The result is the list of words BLEU counts, available joined by single spaces
+/// ([`Preprocessor::run`]) and one by one ([`Preprocessor::words`]).
 #[derive(Debug, Clone, Default)]
 pub struct Preprocessor {
     pub kind: TokenizeKind,
     pub lowercase: bool,
     lower: String,
-    scratch1: String,
-    scratch2: String,
-    out: String,
+    tok13a: Buffers13a,
+    intl: String,
+    out: Vec<u8>,
+    spans: Vec<(u32, u32)>,
 }
 
 impl Preprocessor {
@@ -359,40 +489,294 @@ impl Preprocessor {
         Self { kind, lowercase, ..Default::default() }
     }
 
-    /// The words of `line` as BLEU counts them, joined by single spaces.
-    pub fn run(&mut self, line: &str) -> &str {
+    /// Preprocesses `line`; the words are then in [`Preprocessor::word_bytes`].
+    pub(crate) fn process(&mut self, line: &str) {
         let line = if self.lowercase {
             self.lower.clear();
-            super::pystr::py_lower_into(line, &mut self.lower);
+            py_lower_into(line, &mut self.lower);
             self.lower.as_str()
         } else {
             line
         };
-        let line = super::pystr::py_rstrip(line);
+        let line = py_rstrip(line);
         self.out.clear();
+        self.spans.clear();
         match self.kind {
-            TokenizeKind::None => py_normalize_into(line, &mut self.out),
-            TokenizeKind::Tok13a => {
-                tokenize_13a_into(line, &mut self.out, &mut self.scratch1, &mut self.scratch2)
+            TokenizeKind::None => split_words(line.as_bytes(), &mut self.out, &mut self.spans),
+            TokenizeKind::Tok13a => self.tok13a.run(line, &mut self.out, &mut self.spans),
+            TokenizeKind::Intl => {
+                self.intl.clear();
+                tokenize_intl_into(line, &mut self.intl);
+                split_words(self.intl.as_bytes(), &mut self.out, &mut self.spans);
             }
-            TokenizeKind::Intl => tokenize_intl_into(line, &mut self.out),
             TokenizeKind::Char => {
                 // ' '.join(chars) then split(): the non-whitespace characters.
+                let mut buf = [0u8; 4];
                 for c in line.chars().filter(|&c| !is_py_whitespace(c)) {
                     if !self.out.is_empty() {
-                        self.out.push(' ');
+                        self.out.push(b' ');
                     }
-                    self.out.push(c);
+                    let at = self.out.len();
+                    self.out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    self.spans.push((at as u32, self.out.len() as u32));
                 }
             }
         }
-        &self.out
+    }
+
+    /// The words of the last processed line, as UTF-8 bytes.
+    #[inline]
+    pub(crate) fn word_bytes(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.spans.iter().map(|&(s, e)| &self.out[s as usize..e as usize])
+    }
+
+    /// The words of `line` as BLEU counts them, joined by single spaces.
+    pub fn run(&mut self, line: &str) -> &str {
+        self.process(line);
+        // Valid UTF-8 by construction (see `bytes_to_string`).
+        if std::str::from_utf8(&self.out).is_err() {
+            self.out = String::from_utf8_lossy(&self.out).into_owned().into_bytes();
+        }
+        std::str::from_utf8(&self.out).unwrap_or_default()
+    }
+
+    /// The words of `line` as BLEU counts them.
+    pub fn words(&mut self, line: &str) -> impl Iterator<Item = &str> + '_ {
+        self.run(line).split(' ').filter(|w| !w.is_empty())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A literal, character-by-character transcription of sacrebleu's 13a: each `re.sub` is a
+    /// streaming stage holding back one character, which is exactly `re.sub`'s scan for a
+    /// 2-character pattern. Slow but obviously right; the byte loops are checked against it.
+    mod reference {
+        use crate::metrics::pystr::is_py_whitespace;
+
+        /// The character class of 13a's first substitution, `[\{-\~\[-\` -\&\(-\+\:-\@\/]`: space and
+        /// all ASCII punctuation except `'`, `,`, `-` and `.`, which have rules of their own.
+        #[inline]
+        fn is_13a_punct(c: char) -> bool {
+            matches!(c, '{'..='~' | '['..='`' | ' '..='&' | '('..='+' | ':'..='@' | '/')
+        }
+
+        fn is_digit(c: char) -> bool {
+            c.is_ascii_digit()
+        }
+
+        /// One stage of the streaming 13a pipeline.
+        trait Sink {
+            fn put(&mut self, c: char);
+            fn finish(&mut self);
+        }
+
+        /// `' '.join(line.split())`: drops leading and trailing whitespace, one space between words.
+        struct Collapse<'a> {
+            out: &'a mut String,
+            /// A word was written and whitespace followed it: the next word needs a separator.
+            gap: bool,
+            started: bool,
+        }
+
+        impl Sink for Collapse<'_> {
+            #[inline(always)]
+            fn put(&mut self, c: char) {
+                if is_py_whitespace(c) {
+                    self.gap = self.started;
+                } else {
+                    if self.gap {
+                        self.out.push(' ');
+                        self.gap = false;
+                    }
+                    self.out.push(c);
+                    self.started = true;
+                }
+            }
+            fn finish(&mut self) {}
+        }
+
+        /// A 2-character `re.sub(pattern, repl)` as a stream: `held` is the character at the scan
+        /// position; when the next one arrives, either the pair matches (emit the replacement, resume
+        /// after the pair) or the held character is emitted unchanged and the scan moves by one. That is
+        /// precisely `re.sub`'s leftmost, non-overlapping search for a fixed-width pattern.
+        macro_rules! pair_stage {
+            ($name:ident, |$x:ident, $c:ident| $matches:expr, |$nx:ident| $emit:expr) => {
+                struct $name<S: Sink> {
+                    next: S,
+                    held: Option<char>,
+                }
+
+                impl<S: Sink> Sink for $name<S> {
+                    #[inline(always)]
+                    fn put(&mut self, $c: char) {
+                        match self.held {
+                            None => self.held = Some($c),
+                            Some($x) => {
+                                if $matches {
+                                    let $nx = &mut self.next;
+                                    $emit;
+                                    self.held = None;
+                                } else {
+                                    self.next.put($x);
+                                    self.held = Some($c);
+                                }
+                            }
+                        }
+                    }
+                    fn finish(&mut self) {
+                        if let Some(x) = self.held.take() {
+                            self.next.put(x);
+                        }
+                        self.next.finish();
+                    }
+                }
+            };
+        }
+
+        // `([0-9])(-)` → `\1 \2 `: tokenize dash when preceded by a digit.
+        pair_stage!(DigitDash, |x, c| is_digit(x) && c == '-', |n| {
+            n.put(x);
+            n.put(' ');
+            n.put('-');
+            n.put(' ');
+        });
+
+        // `([\.,])([^0-9])` → ` \1 \2`: tokenize period and comma unless followed by a digit.
+        pair_stage!(PeriodCommaBeforeNonDigit, |x, c| (x == '.' || x == ',') && !is_digit(c), |n| {
+            n.put(' ');
+            n.put(x);
+            n.put(' ');
+            n.put(c);
+        });
+
+        // `([^0-9])([\.,])` → `\1 \2 `: tokenize period and comma unless preceded by a digit.
+        pair_stage!(NonDigitBeforePeriodComma, |x, c| !is_digit(x) && (c == '.' || c == ','), |n| {
+            n.put(x);
+            n.put(' ');
+            n.put(c);
+            n.put(' ');
+        });
+
+        /// `([\{-\~\[-\` -\&\(-\+\:-\@\/])` → ` \1 `: one character at a time, no state.
+        struct Punct<S: Sink> {
+            next: S,
+        }
+
+        impl<S: Sink> Sink for Punct<S> {
+            #[inline(always)]
+            fn put(&mut self, c: char) {
+                if is_13a_punct(c) {
+                    self.next.put(' ');
+                    self.next.put(c);
+                    self.next.put(' ');
+                } else {
+                    self.next.put(c);
+                }
+            }
+            fn finish(&mut self) {
+                self.next.finish();
+            }
+        }
+
+        pub(super) fn tokenize_13a(line: &str) -> String {
+            let mut line = line.replace("<skipped>", "").replace("-\n", "").replace('\n', " ");
+            if line.contains('&') {
+                line = line
+                    .replace("&quot;", "\"")
+                    .replace("&amp;", "&")
+                    .replace("&lt;", "<")
+                    .replace("&gt;", ">");
+            }
+            let mut out = String::new();
+            let collapse = Collapse { out: &mut out, gap: false, started: false };
+            let mut pipeline = Punct {
+                next: NonDigitBeforePeriodComma {
+                    next: PeriodCommaBeforeNonDigit {
+                        next: DigitDash { next: collapse, held: None },
+                        held: None,
+                    },
+                    held: None,
+                },
+            };
+            for c in std::iter::once(' ').chain(line.chars()).chain(std::iter::once(' ')) {
+                pipeline.put(c);
+            }
+            pipeline.finish();
+            out
+        }
+    }
+
+    #[test]
+    fn tok_13a_equals_literal_transcription_on_random_strings() {
+        // An alphabet dense in everything 13a reacts to.
+        let alphabet: Vec<&str> = vec![
+            ".",
+            ",",
+            "-",
+            "0",
+            "5",
+            "9",
+            "a",
+            "Z",
+            " ",
+            "  ",
+            "\n",
+            "-\n",
+            "&",
+            "&quot;",
+            "&amp;",
+            "&lt;",
+            "&gt;",
+            "<skipped>",
+            "<",
+            ">",
+            ";",
+            "'",
+            "\"",
+            "(",
+            "$",
+            "ä",
+            "€",
+            "…",
+            "\u{a0}",
+            "\u{85}",
+            "\u{1c}",
+            "\u{2009}",
+            "\u{3000}",
+            "\u{200b}",
+            "\t",
+            "/",
+            "`",
+            "~",
+            "é",
+        ];
+        let mut state = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        // And one dense in runs of periods, commas and dashes between digits and letters.
+        let runs: Vec<&str> = vec![".", ".", ",", ",", "-", "1", "2", "x", " ", "(", "é", "\u{a0}"];
+        let mut pre = Preprocessor::new(TokenizeKind::Tok13a, false);
+        for k in 0..60_000 {
+            let alpha = if k % 2 == 0 { &alphabet } else { &runs };
+            let len = (next() % 24) as usize;
+            let s: String = (0..len).map(|_| alpha[(next() % alpha.len() as u64) as usize]).collect();
+            let want = reference::tokenize_13a(&s);
+            assert_eq!(tokenize_13a(&s), want, "input {s:?}");
+            // The preprocessor also rstrips first; tokenizing the rstripped line is what it must equal.
+            assert_eq!(
+                pre.run(&s),
+                reference::tokenize_13a(crate::metrics::pystr::py_rstrip(&s)),
+                "input {s:?}"
+            );
+        }
+    }
 
     /// Expected outputs printed by sacrebleu 2.6.0 (`Tokenizer13a()(s)`).
     #[test]

@@ -1,0 +1,208 @@
+//! `seqkd train --config FILE.toml`: one file with sections `[data] [model] [train] [decode]`.
+//!
+//! Every section has defaults (a CPU-sized Transformer recipe); unknown keys are errors, so a typo
+//! never silently falls back to a default. The resolved config is copied into the model directory
+//! and `--resume` takes the architecture from there.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::ModelConfig;
+use seqkd_text::corpus::LengthFilter;
+use seqkd_text::vocab::VocabConfig;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data: DataConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub decode: DecodeConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    pub train_src: PathBuf,
+    pub train_tgt: PathBuf,
+    pub valid_src: PathBuf,
+    pub valid_tgt: PathBuf,
+    /// Joint subword vocabulary, trained on the training data unless `vocab_path` is given.
+    pub vocab: VocabConfig,
+    /// An existing vocabulary to use instead of training one (e.g. the teacher's, for a student).
+    pub vocab_path: Option<PathBuf>,
+    /// Training pairs outside these subword lengths/ratio are dropped.
+    pub filter: LengthFilter,
+}
+
+/// Which optimiser and learning-rate schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Adam with linear warmup then inverse-square-root decay (the Transformer recipe).
+    Adam,
+    /// Plain SGD with the learning rate halved whenever validation perplexity stops improving
+    /// (Luong et al. 2015 / Kim & Rush 2016: lr 1.0, halving).
+    Sgd,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate (Adam, reached after `warmup_steps`) or the initial one (SGD).
+    pub lr: f64,
+    pub warmup_steps: i64,
+    pub adam_betas: (f64, f64),
+    pub adam_eps: f64,
+    pub label_smoothing: f64,
+    /// Gradients are rescaled so their global L2 norm is at most this (0 = no clipping).
+    pub clip_norm: f64,
+    /// Padded tokens per batch (see `seqkd_text::batching`).
+    pub batch_tokens: usize,
+    /// Stop after this many updates (0 = no limit)...
+    pub max_steps: i64,
+    /// ...or this many epochs (0 = no limit). At least one of the two must be set.
+    pub max_epochs: i64,
+    /// Validate (loss, perplexity, greedy BLEU) and checkpoint every this many updates.
+    pub valid_every: i64,
+    /// Score at most this many validation sentences with greedy BLEU (0 = all).
+    pub valid_bleu_sentences: usize,
+    /// Stop when validation perplexity has not improved for this many validations (0 = never).
+    pub patience: i64,
+    /// Save the resumable checkpoint every this many updates (besides each validation).
+    pub checkpoint_every: i64,
+    pub seed: u64,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// Intra-op threads for libtorch on CPU (0 = libtorch's default).
+    pub threads: i64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            optimizer: OptimizerKind::Adam,
+            lr: 1e-3,
+            warmup_steps: 1000,
+            adam_betas: (0.9, 0.98),
+            adam_eps: 1e-9,
+            label_smoothing: 0.1,
+            clip_norm: 1.0,
+            batch_tokens: 4096,
+            max_steps: 0,
+            max_epochs: 10,
+            valid_every: 500,
+            valid_bleu_sentences: 500,
+            patience: 0,
+            checkpoint_every: 200,
+            seed: 1,
+            device: "cpu".into(),
+            threads: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// 1 = greedy.
+    pub beam_size: usize,
+    /// Hypothesis scores are divided by length^length_penalty (0 = raw log-probability, 1 = per-token average).
+    pub length_penalty: f64,
+    /// A translation may be at most `max_len_a * src_len + max_len_b` tokens long.
+    pub max_len_a: f64,
+    pub max_len_b: usize,
+    /// Padded source tokens per decoding batch.
+    pub batch_tokens: usize,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        Self { beam_size: 5, length_penalty: 1.0, max_len_a: 1.5, max_len_b: 10, batch_tokens: 2048 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {message}", .path.display())]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Relative data paths in a config file are relative to the file's directory.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for p in [
+            &mut self.data.train_src,
+            &mut self.data.train_tgt,
+            &mut self.data.valid_src,
+            &mut self.data.valid_tgt,
+        ] {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        }
+        if let Some(v) = &mut self.data.vocab_path {
+            if v.is_relative() {
+                *v = base.join(&*v);
+            }
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Checks once what the rest of the code relies on; errors name the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let t = &self.train;
+        if t.batch_tokens == 0 {
+            return bad("train.batch_tokens must be > 0 (got 0)".into());
+        }
+        if t.max_steps <= 0 && t.max_epochs <= 0 {
+            return bad("set train.max_steps or train.max_epochs (both are 0)".into());
+        }
+        if t.lr <= 0.0 || !t.lr.is_finite() {
+            return bad(format!("train.lr must be > 0 (got {})", t.lr));
+        }
+        if !(0.0..1.0).contains(&t.label_smoothing) {
+            return bad(format!("train.label_smoothing must be in [0, 1) (got {})", t.label_smoothing));
+        }
+        if t.valid_every <= 0 || t.checkpoint_every <= 0 {
+            return bad("train.valid_every and train.checkpoint_every must be > 0".into());
+        }
+        crate::parse_device(&t.device).map_err(|e| ConfigError::Invalid(format!("train.device: {e}")))?;
+        if self.decode.beam_size == 0 {
+            return bad("decode.beam_size must be >= 1 (got 0)".into());
+        }
+        match &self.model {
+            ModelConfig::Transformer(m) => {
+                if m.d_model <= 0 || m.n_heads <= 0 || m.d_model % m.n_heads != 0 {
+                    return bad(format!(
+                        "model.d_model ({}) must be a positive multiple of model.n_heads ({})",
+                        m.d_model, m.n_heads
+                    ));
+                }
+                if m.encoder_layers <= 0 || m.decoder_layers <= 0 {
+                    return bad("model.encoder_layers and model.decoder_layers must be >= 1".into());
+                }
+            }
+            ModelConfig::Lstm(m) => m.validate().map_err(|e| ConfigError::Invalid(format!("model: {e}")))?,
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,28 @@
+//! seqkd-nmt: the tensor side of seqkd, on libtorch through tch.
+//!
+//! Data flow: [`batch`] turns subword ids into padded tensors; [`model`] holds the encoder-decoder
+//! networks behind one narrow [`model::Seq2Seq`] seam; [`loss`] is label-smoothed cross-entropy;
+//! [`train`] runs the optimisation loop with atomic, resumable checkpoints; [`decode`] does batched
+//! greedy and beam search over any `Seq2Seq`.
+
+pub mod batch;
+pub mod config;
+pub mod decode;
+pub mod loss;
+pub mod model;
+pub mod train;
+
+pub use tch::Device;
+
+/// Parses `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(name: &str) -> Result<Device, String> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Ok(Device::Cuda(0)),
+        _ => name
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Device::Cuda)
+            .ok_or_else(|| format!("unknown device '{name}': expected cpu, cuda or cuda:N")),
+    }
+}

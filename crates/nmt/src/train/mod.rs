@@ -1,0 +1,357 @@
+//! Training: the optimisation loop, validation, early stopping and resumable checkpoints.
+//!
+//! A model directory is self-contained:
+//! - `config.toml`   the resolved configuration (resume and decoding take the architecture from it)
+//! - `vocab.json`    the joint subword vocabulary
+//! - `model.safetensors`  weights of the best validation perplexity (what `translate` loads)
+//! - `last.safetensors`   weights + optimiser state + training state: what `--resume` continues from
+//! - `metrics.jsonl` one JSON object per log/validation event; `loss.svg` the curves
+//!
+//! Determinism: the batch order is a function of (seed, epoch) and dropout is reseeded from
+//! (seed, step) before every update, so a run resumed from a checkpoint performs exactly the updates
+//! the uninterrupted run would have.
+
+pub mod checkpoint;
+pub mod optim;
+pub mod plot;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use tch::{nn, Device, Tensor};
+
+use seqkd_text::batching::{BatchConfig, Batcher};
+use seqkd_text::corpus::{read_parallel, LineLimits};
+use seqkd_text::metrics::{corpus_bleu, BleuConfig};
+use seqkd_text::vocab::Vocab;
+
+use crate::batch::Batch;
+use crate::config::{Config, OptimizerKind};
+use crate::decode::Translator;
+use crate::loss::label_smoothed_nll;
+use crate::model::{Model, Seq2Seq};
+use checkpoint::CheckpointError;
+use optim::{inverse_sqrt_lr, Optimizer};
+
+pub const CONFIG_FILE: &str = "config.toml";
+pub const VOCAB_FILE: &str = "vocab.json";
+pub const BEST_FILE: &str = "model.safetensors";
+pub const LAST_FILE: &str = "last.safetensors";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Corpus(#[from] seqkd_text::corpus::CorpusError),
+    #[error(transparent)]
+    Vocab(#[from] seqkd_text::vocab::VocabError),
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{}: {source}", .path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io { path: path.into(), source }
+}
+
+/// Counters that, with the seed, determine the rest of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TrainState {
+    /// Updates done.
+    pub step: i64,
+    pub epoch: u64,
+    /// Batches of `epoch` already done.
+    pub batch_in_epoch: usize,
+    /// Best validation perplexity so far.
+    pub best_valid_ppl: Option<f64>,
+    /// Validations since the best one.
+    pub bad_validations: i64,
+    /// SGD's current learning rate (halved on plateaus).
+    pub sgd_lr: f64,
+    pub finished: bool,
+}
+
+/// A model with its variables, on a device.
+pub struct LoadedModel {
+    pub vs: nn::VarStore,
+    pub model: Model,
+    pub config: Config,
+    pub vocab: Vocab,
+}
+
+impl LoadedModel {
+    /// Loads `model.safetensors` (or another weights file in the directory) for decoding.
+    pub fn load(dir: &Path, device: Device, weights: Option<&str>) -> Result<Self, TrainError> {
+        let config = Config::load(&dir.join(CONFIG_FILE))?;
+        let vocab = Vocab::load(&dir.join(VOCAB_FILE))?;
+        let vs = nn::VarStore::new(device);
+        let model = Model::new(&vs.root(), &config.model, vocab.len() as i64);
+        let path = dir.join(weights.unwrap_or(BEST_FILE));
+        let loaded = checkpoint::load(&path, device)?;
+        checkpoint::restore_vars(&vs, &loaded.tensors, "model.", &path)?;
+        Ok(Self { vs, model, config, vocab })
+    }
+
+    pub fn num_params(&self) -> i64 {
+        self.vs.variables().values().map(|t| t.numel() as i64).sum()
+    }
+}
+
+fn named_vars(vs: &nn::VarStore, prefix: &str) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> =
+        vs.variables().into_iter().map(|(k, v)| (format!("{prefix}{k}"), v.detach())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+/// Everything `train` needs besides the config.
+pub struct TrainOptions {
+    pub model_dir: PathBuf,
+    pub resume: bool,
+    /// Show a progress bar (off in tests).
+    pub progress: bool,
+    /// Stop after this many updates in this process (for tests of interruption); None = run to the end.
+    pub stop_after: Option<i64>,
+}
+
+/// Trains a model as `cfg` says, into `opts.model_dir`. Returns the final state.
+pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError> {
+    cfg.validate()?;
+    let dir = &opts.model_dir;
+    let device = crate::parse_device(&cfg.train.device).map_err(TrainError::Other)?;
+    if cfg.train.threads > 0 {
+        tch::set_num_threads(cfg.train.threads as i32);
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let last_path = dir.join(LAST_FILE);
+    let resuming = opts.resume && last_path.exists();
+    if !resuming && last_path.exists() {
+        return Err(TrainError::Other(format!(
+            "{} already holds a training run: pass --resume to continue it, or use another directory",
+            dir.display()
+        )));
+    }
+    // The architecture of a resumed run comes from the model directory, not from the new config.
+    let cfg = if resuming { Config::load(&dir.join(CONFIG_FILE))? } else { cfg.clone() };
+
+    // 1) Data and vocabulary.
+    let limits = LineLimits::default();
+    let train_data = read_parallel(&cfg.data.train_src, &cfg.data.train_tgt, &limits)?;
+    let valid_data = read_parallel(&cfg.data.valid_src, &cfg.data.valid_tgt, &limits)?;
+    let vocab_path = dir.join(VOCAB_FILE);
+    let vocab = if vocab_path.exists() {
+        Vocab::load(&vocab_path)?
+    } else {
+        let vocab = match &cfg.data.vocab_path {
+            Some(p) => Vocab::load(p)?,
+            None => Vocab::train(train_data.src.iter().chain(&train_data.tgt), &cfg.data.vocab)?,
+        };
+        vocab.save(&vocab_path)?;
+        vocab
+    };
+    seqkd_text::atomic_write(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes()).map_err(io_err(dir))?;
+    let encode = |c: &seqkd_text::corpus::ParallelCorpus| -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>), TrainError> {
+        Ok((vocab.encode_batch(&c.src)?, vocab.encode_batch(&c.tgt)?))
+    };
+    let (train_src, train_tgt) = encode(&train_data)?;
+    let keep = cfg.data.filter.apply(train_src.iter().zip(&train_tgt).map(|(s, t)| (s.len(), t.len())));
+    let pairs: Vec<(&[u32], &[u32])> = keep.iter().map(|&i| (train_src[i].as_slice(), train_tgt[i].as_slice())).collect();
+    let lengths: Vec<(usize, usize)> = pairs.iter().map(|(s, t)| (s.len(), t.len())).collect();
+    let batch_cfg = BatchConfig { batch_tokens: cfg.train.batch_tokens, ..Default::default() };
+    let batcher = Batcher::new(&lengths, batch_cfg.clone()).map_err(|e| TrainError::Other(e.to_string()))?;
+    let (valid_src, valid_tgt) = encode(&valid_data)?;
+    let valid_pairs: Vec<(&[u32], &[u32])> =
+        valid_src.iter().zip(&valid_tgt).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
+
+    // 2) Model and optimiser, fresh or from the checkpoint.
+    tch::manual_seed(cfg.train.seed as i64);
+    let vs = nn::VarStore::new(device);
+    let model = Model::new(&vs.root(), &cfg.model, vocab.len() as i64);
+    let t = &cfg.train;
+    let mut opt = Optimizer::new(vs.variables(), t.optimizer, t.adam_betas, t.adam_eps);
+    let mut state = TrainState { sgd_lr: t.lr, ..Default::default() };
+    if resuming {
+        let loaded = checkpoint::load(&last_path, device)?;
+        checkpoint::restore_vars(&vs, &loaded.tensors, "model.", &last_path)?;
+        let missing = opt.load_state(&loaded.tensors, "optim.");
+        if !missing.is_empty() {
+            return Err(CheckpointError::Invalid { path: last_path.clone(), reason: format!("missing optimiser state {}", missing[0]) }.into());
+        }
+        let json = loaded.metadata.get("train_state").ok_or_else(|| CheckpointError::Invalid {
+            path: last_path.clone(),
+            reason: "no train_state metadata".into(),
+        })?;
+        state = serde_json::from_str(json)
+            .map_err(|e| CheckpointError::Invalid { path: last_path.clone(), reason: e.to_string() })?;
+        opt.steps = state.step;
+    }
+    if state.finished {
+        return Ok(state);
+    }
+
+    let save_last = |opt: &Optimizer, state: &TrainState| -> Result<(), TrainError> {
+        let mut tensors = named_vars(&vs, "model.");
+        tensors.extend(opt.state_tensors().into_iter().map(|(k, v)| (format!("optim.{k}"), v)));
+        let meta = HashMap::from([("train_state".to_string(), serde_json::to_string(state).expect("serializable"))]);
+        Ok(checkpoint::save(&last_path, &tensors, meta)?)
+    };
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(METRICS_FILE))
+        .map_err(io_err(dir))?;
+    let mut log = |event: serde_json::Value| -> Result<(), TrainError> {
+        writeln!(metrics, "{event}").map_err(io_err(dir))
+    };
+
+    // 3) The loop.
+    let total_steps = if t.max_steps > 0 { t.max_steps } else { t.max_epochs * batcher.epoch(t.seed, 0).len() as i64 };
+    let bar = progress_bar(opts.progress, total_steps as u64, state.step as u64);
+    let start = Instant::now();
+    let (mut window_tokens, mut window_loss, mut window_start) = (0i64, 0f64, Instant::now());
+    let steps_this_process_limit = opts.stop_after.map(|n| state.step + n);
+    'epochs: loop {
+        if t.max_epochs > 0 && state.epoch as i64 >= t.max_epochs {
+            break;
+        }
+        let batches = batcher.epoch(t.seed, state.epoch);
+        while state.batch_in_epoch < batches.len() {
+            if t.max_steps > 0 && state.step >= t.max_steps {
+                break 'epochs;
+            }
+            if steps_this_process_limit.is_some_and(|limit| state.step >= limit) {
+                save_last(&opt, &state)?;
+                return Ok(state);
+            }
+            let rows: Vec<(&[u32], &[u32])> = batches[state.batch_in_epoch].iter().map(|&i| pairs[i]).collect();
+            let batch = Batch::new(&rows, device);
+            // Dropout masks depend only on (seed, step): resumed runs repeat them exactly.
+            tch::manual_seed(t.seed.wrapping_mul(1_000_003).wrapping_add(state.step as u64) as i64);
+            opt.zero_grad();
+            let logits = model.logits(&batch.src, &batch.tgt_in, true);
+            let loss = label_smoothed_nll(&logits, &batch.tgt_out, t.label_smoothing);
+            (&loss / batch.n_tgt_tokens as f64).backward();
+            opt.clip_grad_norm(t.clip_norm);
+            let lr = match t.optimizer {
+                OptimizerKind::Adam => inverse_sqrt_lr(t.lr, t.warmup_steps, state.step + 1),
+                OptimizerKind::Sgd => state.sgd_lr,
+            };
+            opt.step(lr);
+            state.step += 1;
+            state.batch_in_epoch += 1;
+            window_tokens += batch.n_tgt_tokens;
+            window_loss += loss.double_value(&[]);
+            bar.inc(1);
+
+            if state.step % 50 == 0 || state.step == 1 {
+                let secs = window_start.elapsed().as_secs_f64().max(1e-9);
+                let tok_per_s = window_tokens as f64 / secs;
+                let avg = window_loss / window_tokens.max(1) as f64;
+                bar.set_message(format!("loss {avg:.3} · {tok_per_s:.0} tgt tok/s · lr {lr:.2e}"));
+                log(serde_json::json!({"event": "train", "step": state.step, "epoch": state.epoch,
+                    "loss": avg, "lr": lr, "tgt_tokens_per_s": tok_per_s, "elapsed_s": start.elapsed().as_secs_f64()}))?;
+                (window_tokens, window_loss, window_start) = (0, 0.0, Instant::now());
+            }
+            if state.step % t.valid_every == 0 {
+                let stop = validate(&cfg, &vs, &model, &vocab, &valid_pairs, &valid_data.src, &valid_data.tgt, &mut state, dir, &mut log, device)?;
+                if let OptimizerKind::Sgd = t.optimizer {
+                    if state.bad_validations > 0 {
+                        state.sgd_lr /= 2.0;
+                    }
+                }
+                save_last(&opt, &state)?;
+                if stop {
+                    break 'epochs;
+                }
+            } else if state.step % t.checkpoint_every == 0 {
+                save_last(&opt, &state)?;
+            }
+        }
+        state.epoch += 1;
+        state.batch_in_epoch = 0;
+    }
+    // A final validation (unless one just ran), then mark the run finished.
+    if state.step % t.valid_every != 0 {
+        validate(&cfg, &vs, &model, &vocab, &valid_pairs, &valid_data.src, &valid_data.tgt, &mut state, dir, &mut log, device)?;
+    }
+    state.finished = true;
+    save_last(&opt, &state)?;
+    bar.finish_and_clear();
+    plot::write_loss_plot(dir).map_err(io_err(dir))?;
+    Ok(state)
+}
+
+/// Validation: perplexity (teacher-forced, no label smoothing) and greedy BLEU on a subset.
+/// Saves the best model. Returns true when early stopping says to stop.
+#[allow(clippy::too_many_arguments)]
+fn validate(
+    cfg: &Config,
+    vs: &nn::VarStore,
+    model: &Model,
+    vocab: &Vocab,
+    pairs: &[(&[u32], &[u32])],
+    src_text: &[String],
+    tgt_text: &[String],
+    state: &mut TrainState,
+    dir: &Path,
+    log: &mut impl FnMut(serde_json::Value) -> Result<(), TrainError>,
+    device: Device,
+) -> Result<bool, TrainError> {
+    let ppl = perplexity(model, pairs, cfg.train.batch_tokens, device);
+    let n_bleu = if cfg.train.valid_bleu_sentences == 0 { src_text.len() } else { cfg.train.valid_bleu_sentences.min(src_text.len()) };
+    let mut decode_cfg = cfg.decode.clone();
+    decode_cfg.beam_size = 1;
+    let translator = Translator { model, vocab, cfg: decode_cfg, device };
+    let hyps = translator.translate_text(&src_text[..n_bleu])?;
+    let bleu = corpus_bleu(&hyps, &tgt_text[..n_bleu], &BleuConfig::default()).map(|b| b.score).unwrap_or(0.0);
+    let improved = state.best_valid_ppl.is_none_or(|best| ppl < best);
+    if improved {
+        state.best_valid_ppl = Some(ppl);
+        state.bad_validations = 0;
+        let meta = HashMap::from([("step".to_string(), state.step.to_string())]);
+        checkpoint::save(&dir.join(BEST_FILE), &named_vars(vs, "model."), meta)?;
+    } else {
+        state.bad_validations += 1;
+    }
+    log(serde_json::json!({"event": "valid", "step": state.step, "epoch": state.epoch, "ppl": ppl,
+        "bleu_greedy": bleu, "bleu_sentences": n_bleu, "best": improved}))?;
+    Ok(cfg.train.patience > 0 && state.bad_validations >= cfg.train.patience)
+}
+
+/// Per-token perplexity of `pairs` under `model`, teacher-forced, batched.
+pub fn perplexity(model: &dyn Seq2Seq, pairs: &[(&[u32], &[u32])], batch_tokens: usize, device: Device) -> f64 {
+    let lengths: Vec<(usize, usize)> = pairs.iter().map(|(s, t)| (s.len(), t.len())).collect();
+    let batcher = Batcher::new(&lengths, BatchConfig { batch_tokens, ..Default::default() }).expect("validated");
+    let (mut nll, mut tokens) = (0f64, 0i64);
+    tch::no_grad(|| {
+        for idx in batcher.epoch(0, 0) {
+            let rows: Vec<(&[u32], &[u32])> = idx.iter().map(|&i| pairs[i]).collect();
+            let batch = Batch::new(&rows, device);
+            let logits = model.logits(&batch.src, &batch.tgt_in, false);
+            nll += label_smoothed_nll(&logits, &batch.tgt_out, 0.0).double_value(&[]);
+            tokens += batch.n_tgt_tokens;
+        }
+    });
+    (nll / tokens.max(1) as f64).exp()
+}
+
+fn progress_bar(show: bool, total: u64, pos: u64) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps · {msg} · ETA {eta}")
+            .expect("valid template"),
+    );
+    bar.set_position(pos);
+    bar
+}
