@@ -65,6 +65,9 @@ pub struct TrainConfig {
     pub max_steps: i64,
     /// ...or this many epochs (0 = no limit). At least one of the two must be set.
     pub max_epochs: i64,
+    /// ...or this much wall-clock training time in this process, in minutes (0 = no limit).
+    /// A time budget makes "what trains best in an hour" reproducible as a config.
+    pub max_minutes: f64,
     /// Validate (loss, perplexity, greedy BLEU) and checkpoint every this many updates.
     pub valid_every: i64,
     /// Score at most this many validation sentences with greedy BLEU (0 = all).
@@ -93,6 +96,7 @@ impl Default for TrainConfig {
             batch_tokens: 4096,
             max_steps: 0,
             max_epochs: 10,
+            max_minutes: 0.0,
             valid_every: 500,
             valid_bleu_sentences: 500,
             patience: 0,
@@ -173,8 +177,8 @@ impl Config {
         if t.batch_tokens == 0 {
             return bad("train.batch_tokens must be > 0 (got 0)".into());
         }
-        if t.max_steps <= 0 && t.max_epochs <= 0 {
-            return bad("set train.max_steps or train.max_epochs (both are 0)".into());
+        if t.max_steps <= 0 && t.max_epochs <= 0 && t.max_minutes <= 0.0 {
+            return bad("set train.max_steps, train.max_epochs or train.max_minutes (all are 0)".into());
         }
         if t.lr <= 0.0 || !t.lr.is_finite() {
             return bad(format!("train.lr must be > 0 (got {})", t.lr));

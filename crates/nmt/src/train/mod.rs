@@ -227,6 +227,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
             if t.max_steps > 0 && state.step >= t.max_steps {
                 break 'epochs;
             }
+            if t.max_minutes > 0.0 && start.elapsed().as_secs_f64() >= 60.0 * t.max_minutes {
+                break 'epochs;
+            }
             if steps_this_process_limit.is_some_and(|limit| state.step >= limit) {
                 save_last(&opt, &state)?;
                 return Ok(state);

@@ -736,8 +736,28 @@ mod tests {
     #[test]
     fn any_input_scores_without_panicking() {
         let alphabet = [
-            "a", "b", "A", " ", ".", ",", "-", "5", "&amp;", "<skipped>", "\n", "Σ", "İ", "\u{1c}", "\u{a0}", "€",
-            "\u{301}", "\u{0}", "\u{10ffff}", "(", "\"", "'",
+            "a",
+            "b",
+            "A",
+            " ",
+            ".",
+            ",",
+            "-",
+            "5",
+            "&amp;",
+            "<skipped>",
+            "\n",
+            "Σ",
+            "İ",
+            "\u{1c}",
+            "\u{a0}",
+            "€",
+            "\u{301}",
+            "\u{0}",
+            "\u{10ffff}",
+            "(",
+            "\"",
+            "'",
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {

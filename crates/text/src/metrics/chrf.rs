@@ -419,7 +419,8 @@ mod tests {
 
     #[test]
     fn any_input_scores_without_panicking() {
-        let alphabet = ["a", "b", "A", " ", ".", ",", "(", "Σ", "İ", "\u{1c}", "\u{a0}", "€", "\u{301}", "\u{0}", "'"];
+        let alphabet =
+            ["a", "b", "A", " ", ".", ",", "(", "Σ", "İ", "\u{1c}", "\u{a0}", "€", "\u{301}", "\u{0}", "'"];
         let mut state = 0x1234_5678_9abc_def1u64;
         let mut next = move || {
             state ^= state << 13;
