@@ -1,5 +1,7 @@
 //! The subcommands: one file each, typed arguments → one library call → print.
 
+mod average;
+mod bench;
 mod check_corpus;
 mod demo;
 mod gen_corpus;
@@ -33,6 +35,10 @@ enum Command {
     Train(train::Args),
     /// Translate a file or stdin with a trained model: greedy or beam search, batched, n-best.
     Translate(translate::Args),
+    /// Average the last checkpoints of a model directory into one weights file.
+    Average(average::Args),
+    /// Measure training and decoding speed on fixed sizes, side by side with the same model in PyTorch.
+    Bench(bench::Args),
     /// Train, apply or invert a joint subword vocabulary.
     #[command(subcommand)]
     Vocab(vocab::Command),
@@ -54,6 +60,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(args) => score::run(args),
         Command::Vocab(cmd) => vocab::run(cmd),
         Command::Train(args) => train::run(args),
+        Command::Average(args) => average::run(args),
         Command::Translate(args) => translate::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }

@@ -76,6 +76,9 @@ pub struct TrainConfig {
     pub patience: i64,
     /// Save the resumable checkpoint every this many updates (besides each validation).
     pub checkpoint_every: i64,
+    /// Keep the weights of the last this many validations as `step-NNNNNNN.safetensors`, for
+    /// checkpoint averaging (`seqkd average`); 0 keeps none.
+    pub keep_checkpoints: usize,
     pub seed: u64,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
@@ -101,6 +104,7 @@ impl Default for TrainConfig {
             valid_bleu_sentences: 500,
             patience: 0,
             checkpoint_every: 200,
+            keep_checkpoints: 5,
             seed: 1,
             device: "cpu".into(),
             threads: 0,

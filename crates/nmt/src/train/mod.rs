@@ -315,6 +315,7 @@ fn validate(
     let translator = Translator { model, vocab, cfg: decode_cfg, device };
     let hyps = translator.translate_text(&src_text[..n_bleu])?;
     let bleu = corpus_bleu(&hyps, &tgt_text[..n_bleu], &BleuConfig::default()).map(|b| b.score).unwrap_or(0.0);
+    keep_step_checkpoint(vs, dir, state.step, cfg.train.keep_checkpoints)?;
     let improved = state.best_valid_ppl.is_none_or(|best| ppl < best);
     if improved {
         state.best_valid_ppl = Some(ppl);
@@ -327,6 +328,32 @@ fn validate(
     log(serde_json::json!({"event": "valid", "step": state.step, "epoch": state.epoch, "ppl": ppl,
         "bleu_greedy": bleu, "bleu_sentences": n_bleu, "best": improved}))?;
     Ok(cfg.train.patience > 0 && state.bad_validations >= cfg.train.patience)
+}
+
+/// Saves this validation's weights as `step-NNNNNNN.safetensors` and deletes all but the newest `keep`.
+fn keep_step_checkpoint(vs: &nn::VarStore, dir: &Path, step: i64, keep: usize) -> Result<(), TrainError> {
+    if keep == 0 {
+        return Ok(());
+    }
+    checkpoint::save(&dir.join(format!("step-{step:07}.safetensors")), &named_vars(vs, "model."), HashMap::new())?;
+    let mut steps = step_checkpoints(dir).map_err(io_err(dir))?;
+    while steps.len() > keep {
+        let old = steps.remove(0);
+        std::fs::remove_file(&old).map_err(io_err(&old))?;
+    }
+    Ok(())
+}
+
+/// The `step-*.safetensors` files of a model directory, oldest first.
+pub fn step_checkpoints(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// Per-token perplexity of `pairs` under `model`, teacher-forced, batched.
