@@ -137,16 +137,37 @@ fn vocab_train_encode_decode_round_trip_on_multi30k() {
 #[test]
 fn demo_runs_on_a_small_corpus() {
     let dir = tempfile::tempdir().unwrap();
-    let out = seqkd(&["demo", "--out", p(dir.path()), "--train", "2000", "--vocab-size", "600"]);
+    let out = seqkd(&[
+        "demo",
+        "--out",
+        p(dir.path()),
+        "--train",
+        "2000",
+        "--vocab-size",
+        "600",
+        "--train-minutes",
+        "0.1",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
     assert!(report.contains("encode→decode gives back 2000/2000"), "{report}");
     assert!(report.contains("| source copied"), "{report}");
+    assert!(report.contains("| greedy |") && report.contains("| beam 5 |"), "{report}");
 }
 
 /// A tiny training config over a generated corpus in `dir`.
 fn tiny_training_setup(dir: &Path, max_steps: i64) -> PathBuf {
-    let out = seqkd(&["gen-corpus", "--out", p(&dir.join("data")), "--train", "400", "--valid", "30", "--test", "30"]);
+    let out = seqkd(&[
+        "gen-corpus",
+        "--out",
+        p(&dir.join("data")),
+        "--train",
+        "400",
+        "--valid",
+        "30",
+        "--test",
+        "30",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let config = dir.join("tiny.toml");
     std::fs::write(
@@ -189,7 +210,8 @@ threads = 1
 fn checkpoint_weights(path: &Path) -> Vec<(String, Vec<u8>)> {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut out: Vec<(String, Vec<u8>)> = st.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec())).collect();
+    let mut out: Vec<(String, Vec<u8>)> =
+        st.tensors().into_iter().map(|(n, v)| (n, v.data().to_vec())).collect();
     out.sort();
     out
 }
@@ -223,7 +245,10 @@ fn training_killed_with_sigkill_and_resumed_equals_an_uninterrupted_run() {
     assert!(stdout(&resumed).contains("trained 40 steps"), "{}", stdout(&resumed));
 
     assert_eq!(checkpoint_weights(&ckpt), checkpoint_weights(&a.join("last.safetensors")));
-    assert_eq!(checkpoint_weights(&b.join("model.safetensors")), checkpoint_weights(&a.join("model.safetensors")));
+    assert_eq!(
+        checkpoint_weights(&b.join("model.safetensors")),
+        checkpoint_weights(&a.join("model.safetensors"))
+    );
 }
 
 #[test]
@@ -233,7 +258,9 @@ fn translate_gives_one_line_per_input_and_nbest_with_scores() {
     let m = dir.path().join("m");
     let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&m), "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    for file in ["config.toml", "vocab.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "loss.svg"] {
+    for file in
+        ["config.toml", "vocab.json", "model.safetensors", "last.safetensors", "metrics.jsonl", "loss.svg"]
+    {
         assert!(m.join(file).exists(), "model dir lacks {file}");
     }
     let input = dir.path().join("data/test.en");

@@ -39,7 +39,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(s) = args.max_steps {
         cfg.train.max_steps = s;
     }
-    let opts = TrainOptions { model_dir: args.model_dir.clone(), resume: args.resume, progress: !args.quiet, stop_after: None };
+    let opts = TrainOptions {
+        model_dir: args.model_dir.clone(),
+        resume: args.resume,
+        progress: !args.quiet,
+        stop_after: None,
+    };
     let state = train(&cfg, &opts).with_context(|| format!("training into {}", args.model_dir.display()))?;
     println!(
         "trained {} steps ({} epochs); best validation perplexity {:.3}; model in {}",

@@ -72,7 +72,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for (i, hyps) in results.iter().enumerate() {
         for h in hyps {
             let text = loaded.vocab.decode(&h.tokens);
-            let mut line = if args.nbest.is_some() { format!("{i} ||| {text} ||| {:.4}", h.normalized_score) } else { text };
+            let mut line = if args.nbest.is_some() {
+                format!("{i} ||| {text} ||| {:.4}", h.normalized_score)
+            } else {
+                text
+            };
             if args.token_scores {
                 let lps: Vec<String> = h.token_logprobs.iter().map(|lp| format!("{lp:.4}")).collect();
                 line.push_str(&format!(" ||| {}", lps.join(" ")));
@@ -82,6 +86,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     let words: usize = lines.iter().map(|l| l.split_whitespace().count()).sum();
-    eprintln!("translated {} sentences in {secs:.2}s ({:.0} source words/s)", lines.len(), words as f64 / secs.max(1e-9));
+    eprintln!(
+        "translated {} sentences in {secs:.2}s ({:.0} source words/s)",
+        lines.len(),
+        words as f64 / secs.max(1e-9)
+    );
     Ok(ExitCode::SUCCESS)
 }

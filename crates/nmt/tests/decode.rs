@@ -29,7 +29,13 @@ fn transformer_cfg() -> ModelConfig {
 }
 
 fn lstm_cfg() -> ModelConfig {
-    ModelConfig::Lstm(LstmConfig { embed_dim: 24, hidden: 24, layers: 2, dropout: 0.0, tied_embeddings: true })
+    ModelConfig::Lstm(LstmConfig {
+        embed_dim: 24,
+        hidden: 24,
+        layers: 2,
+        dropout: 0.0,
+        tied_embeddings: true,
+    })
 }
 
 fn model(cfg: &ModelConfig, seed: i64) -> (nn::VarStore, Model) {
@@ -56,7 +62,8 @@ fn incremental_steps_match_teacher_forced_logits() {
         let (_vs, m) = model(&cfg, 1);
         let src = sentences(3, 1);
         let tgt = sentences(3, 2);
-        let pairs: Vec<(&[u32], &[u32])> = src.iter().zip(&tgt).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
+        let pairs: Vec<(&[u32], &[u32])> =
+            src.iter().zip(&tgt).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
         let batch = Batch::new(&pairs, Device::Cpu);
         tch::no_grad(|| {
             let full = m.logits(&batch.src, &batch.tgt_in, false).log_softmax(-1, Kind::Float);
@@ -101,9 +108,15 @@ fn batched_decoding_equals_one_sentence_at_a_time() {
             let b = beam_search(&m, &x, &max_lens, 4, 1.0, 4);
             for i in 0..src.len() {
                 let xi = source_tensor(&rows[i..=i], Device::Cpu);
-                assert_eq!(greedy(&m, &xi, &max_lens[i..=i], 1.0)[0].tokens, g[i].tokens, "{cfg:?} greedy {i}");
+                assert_eq!(
+                    greedy(&m, &xi, &max_lens[i..=i], 1.0)[0].tokens,
+                    g[i].tokens,
+                    "{cfg:?} greedy {i}"
+                );
                 let bi = beam_search(&m, &xi, &max_lens[i..=i], 4, 1.0, 4);
-                let toks = |h: &[seqkd_nmt::decode::Hypothesis]| h.iter().map(|h| h.tokens.clone()).collect::<Vec<_>>();
+                let toks = |h: &[seqkd_nmt::decode::Hypothesis]| {
+                    h.iter().map(|h| h.tokens.clone()).collect::<Vec<_>>()
+                };
                 assert_eq!(toks(&bi[0]), toks(&b[i]), "{cfg:?} beam {i}");
             }
         });
@@ -135,7 +148,8 @@ fn tiny_model_overfits_tiny_corpus() {
         let (vs, m) = model(&cfg, 5);
         let src = sentences(24, 6);
         let tgt = sentences(24, 7);
-        let pairs: Vec<(&[u32], &[u32])> = src.iter().zip(&tgt).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
+        let pairs: Vec<(&[u32], &[u32])> =
+            src.iter().zip(&tgt).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
         let batch = Batch::new(&pairs, Device::Cpu);
         let vars: HashMap<String, Tensor> = vs.variables();
         let mut opt = Optimizer::new(vars, OptimizerKind::Adam, (0.9, 0.98), 1e-9);

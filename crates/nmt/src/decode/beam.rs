@@ -26,7 +26,8 @@ pub fn beam_search(
     let k = beam;
     let (memory, state) = model.encode(src);
     // Repeat every sentence's rows K times: [0,0,..,1,1,..].
-    let expand = Tensor::arange(n as i64, (Kind::Int64, device)).repeat_interleave_self_int(k as i64, 0, None);
+    let expand =
+        Tensor::arange(n as i64, (Kind::Int64, device)).repeat_interleave_self_int(k as i64, 0, None);
     let mut memory = memory.select(&expand);
     let mut state = crate::model::DecoderState { rows: state.rows.select(&expand), step: state.step };
 

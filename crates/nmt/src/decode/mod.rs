@@ -71,7 +71,14 @@ impl Translator<'_> {
                         .map(|h| vec![h])
                         .collect()
                 } else {
-                    beam::beam_search(self.model, &src, &max_lens, self.cfg.beam_size, self.cfg.length_penalty, nbest)
+                    beam::beam_search(
+                        self.model,
+                        &src,
+                        &max_lens,
+                        self.cfg.beam_size,
+                        self.cfg.length_penalty,
+                        nbest,
+                    )
                 };
                 for (i, h) in batch.iter().zip(hyps) {
                     out[*i] = h.into_iter().take(nbest.max(1)).collect();

@@ -10,7 +10,7 @@ pub fn sinusoidal_positions(start: i64, len: i64, d_model: i64, device: tch::Dev
     let i = Tensor::arange_start_step(0, d_model, 2, (Kind::Float, device)); // [d/2]
     let freq = (i * (-(10000f64.ln()) / d_model as f64)).exp(); // 1 / 10000^(2i/d)
     let angles = pos * freq.unsqueeze(0); // [len, d/2]
-    // Interleave sin and cos: [len, d/2, 2] → [len, d].
+                                          // Interleave sin and cos: [len, d/2, 2] → [len, d].
     Tensor::stack(&[angles.sin(), angles.cos()], 2).view([len, d_model])
 }
 
@@ -55,7 +55,15 @@ impl MultiHeadAttention {
 
     /// Attention of `x` `[batch, q_len, d]` over heads-split keys/values `[batch, heads, k_len, d_head]`.
     /// `mask`: bool, broadcastable to `[batch, heads, q_len, k_len]`, true where attending is allowed.
-    pub fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, causal: bool, train: bool) -> Tensor {
+    pub fn attend(
+        &self,
+        x: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+        causal: bool,
+        train: bool,
+    ) -> Tensor {
         let (b, q_len, _) = x.size3().unwrap();
         let q = self.split_heads(&x.apply(&self.q_proj));
         let dropout = if train { self.dropout } else { 0.0 };

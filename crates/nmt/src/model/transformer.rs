@@ -30,7 +30,15 @@ pub struct TransformerConfig {
 impl Default for TransformerConfig {
     /// The 3+3-layer d256 model that JoeyNMT's Multi30k recipe uses, sized for CPU training.
     fn default() -> Self {
-        Self { d_model: 256, n_heads: 4, d_ff: 1024, encoder_layers: 3, decoder_layers: 3, dropout: 0.1, tied_embeddings: true }
+        Self {
+            d_model: 256,
+            n_heads: 4,
+            d_ff: 1024,
+            encoder_layers: 3,
+            decoder_layers: 3,
+            dropout: 0.1,
+            tied_embeddings: true,
+        }
     }
 }
 
@@ -70,7 +78,10 @@ impl Transformer {
     pub fn new(p: &nn::Path, cfg: &TransformerConfig, vocab_size: i64) -> Self {
         let d = cfg.d_model;
         // Embeddings scaled by √d at use, so they start with unit-variance rows of size 1/√d.
-        let emb_cfg = nn::EmbeddingConfig { ws_init: nn::Init::Randn { mean: 0., stdev: (d as f64).powf(-0.5) }, ..Default::default() };
+        let emb_cfg = nn::EmbeddingConfig {
+            ws_init: nn::Init::Randn { mean: 0., stdev: (d as f64).powf(-0.5) },
+            ..Default::default()
+        };
         let src_embed = nn::embedding(p / "src_embed", vocab_size, d, emb_cfg);
         let (tgt_embed, out_proj) = if cfg.tied_embeddings {
             (None, None)
@@ -120,7 +131,8 @@ impl Transformer {
     fn embed(&self, table: &nn::Embedding, tokens: &Tensor, start: i64, train: bool) -> Tensor {
         let (_, len) = tokens.size2().unwrap();
         let d = self.cfg.d_model;
-        let x = tokens.apply(table) * (d as f64).sqrt() + sinusoidal_positions(start, len, d, tokens.device());
+        let x =
+            tokens.apply(table) * (d as f64).sqrt() + sinusoidal_positions(start, len, d, tokens.device());
         x.dropout(self.cfg.dropout, train)
     }
 
@@ -142,7 +154,10 @@ impl Transformer {
         for layer in &self.encoder {
             let h = layer.self_attn_norm.forward(&x);
             let (k, v) = layer.self_attn.project_kv(&h);
-            x = x + layer.self_attn.attend(&h, &k, &v, Some(&mask), false, train).dropout(self.cfg.dropout, train);
+            x = x + layer
+                .self_attn
+                .attend(&h, &k, &v, Some(&mask), false, train)
+                .dropout(self.cfg.dropout, train);
             let h = layer.ffn_norm.forward(&x);
             x = x + layer.ffn.forward_t(&h, train).dropout(self.cfg.dropout, train);
         }
@@ -203,7 +218,14 @@ impl Seq2Seq for Transformer {
             state.rows.0[2 * i] = k;
             state.rows.0[2 * i + 1] = v;
             let h = layer.cross_attn_norm.forward(&y);
-            y = y + layer.cross_attn.attend(&h, &memory.0[1 + 2 * i], &memory.0[2 + 2 * i], Some(mask), false, false);
+            y = y + layer.cross_attn.attend(
+                &h,
+                &memory.0[1 + 2 * i],
+                &memory.0[2 + 2 * i],
+                Some(mask),
+                false,
+                false,
+            );
             let h = layer.ffn_norm.forward(&y);
             y = y + layer.ffn.forward_t(&h, false);
         }

@@ -29,12 +29,17 @@ fn dtype_of(kind: Kind) -> Option<(Dtype, usize)> {
 }
 
 /// Writes `tensors` and `metadata` to `path` atomically.
-pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String, String>) -> Result<(), CheckpointError> {
+pub fn save(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    metadata: HashMap<String, String>,
+) -> Result<(), CheckpointError> {
     let invalid = |reason: String| CheckpointError::Invalid { path: path.into(), reason };
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = t.to_device(Device::Cpu).contiguous();
-        let (dtype, width) = dtype_of(t.kind()).ok_or_else(|| invalid(format!("{name}: unsupported kind {:?}", t.kind())))?;
+        let (dtype, width) =
+            dtype_of(t.kind()).ok_or_else(|| invalid(format!("{name}: unsupported kind {:?}", t.kind())))?;
         let numel = t.numel();
         let mut bytes = vec![0u8; numel * width];
         t.copy_data_u8(&mut bytes, numel);
@@ -44,7 +49,9 @@ pub fn save(path: &Path, tensors: &[(String, Tensor)], metadata: HashMap<String,
     let views = buffers
         .iter()
         .map(|(name, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes).map(|v| (name.clone(), v)).map_err(|e| invalid(e.to_string()))
+            TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| invalid(e.to_string()))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| invalid(e.to_string()))?;
@@ -111,7 +118,10 @@ pub fn restore_vars(
 /// of the tensors of `inputs`, written to `out`. All inputs must hold the same names and shapes.
 pub fn average(inputs: &[PathBuf], out: &Path) -> Result<(), CheckpointError> {
     let Some(first) = inputs.first() else {
-        return Err(CheckpointError::Invalid { path: out.into(), reason: "no checkpoints to average".into() });
+        return Err(CheckpointError::Invalid {
+            path: out.into(),
+            reason: "no checkpoints to average".into(),
+        });
     };
     let mut sum = load(first, Device::Cpu)?.tensors;
     for path in &inputs[1..] {
@@ -123,9 +133,11 @@ pub fn average(inputs: &[PathBuf], out: &Path) -> Result<(), CheckpointError> {
             });
         }
         for (name, acc) in sum.iter_mut() {
-            let t = next.get(name).filter(|t| t.size() == acc.size()).ok_or_else(|| CheckpointError::Invalid {
-                path: path.clone(),
-                reason: format!("{name} is missing or has another shape than in {}", first.display()),
+            let t = next.get(name).filter(|t| t.size() == acc.size()).ok_or_else(|| {
+                CheckpointError::Invalid {
+                    path: path.clone(),
+                    reason: format!("{name} is missing or has another shape than in {}", first.display()),
+                }
             })?;
             *acc = &*acc + t;
         }
@@ -144,7 +156,11 @@ mod tests {
     #[test]
     fn save_load_round_trip_and_average() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b, avg) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"), dir.path().join("avg.safetensors"));
+        let (a, b, avg) = (
+            dir.path().join("a.safetensors"),
+            dir.path().join("b.safetensors"),
+            dir.path().join("avg.safetensors"),
+        );
         let meta = HashMap::from([("k".to_string(), "v".to_string())]);
         save(&a, &[("w".into(), Tensor::from_slice(&[1.0f32, 2.0]))], meta.clone()).unwrap();
         save(&b, &[("w".into(), Tensor::from_slice(&[3.0f32, 6.0]))], meta).unwrap();

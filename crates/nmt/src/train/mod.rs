@@ -158,12 +158,14 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
         vocab
     };
     seqkd_text::atomic_write(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes()).map_err(io_err(dir))?;
-    let encode = |c: &seqkd_text::corpus::ParallelCorpus| -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>), TrainError> {
-        Ok((vocab.encode_batch(&c.src)?, vocab.encode_batch(&c.tgt)?))
-    };
+    let encode =
+        |c: &seqkd_text::corpus::ParallelCorpus| -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>), TrainError> {
+            Ok((vocab.encode_batch(&c.src)?, vocab.encode_batch(&c.tgt)?))
+        };
     let (train_src, train_tgt) = encode(&train_data)?;
     let keep = cfg.data.filter.apply(train_src.iter().zip(&train_tgt).map(|(s, t)| (s.len(), t.len())));
-    let pairs: Vec<(&[u32], &[u32])> = keep.iter().map(|&i| (train_src[i].as_slice(), train_tgt[i].as_slice())).collect();
+    let pairs: Vec<(&[u32], &[u32])> =
+        keep.iter().map(|&i| (train_src[i].as_slice(), train_tgt[i].as_slice())).collect();
     let lengths: Vec<(usize, usize)> = pairs.iter().map(|(s, t)| (s.len(), t.len())).collect();
     let batch_cfg = BatchConfig { batch_tokens: cfg.train.batch_tokens, ..Default::default() };
     let batcher = Batcher::new(&lengths, batch_cfg.clone()).map_err(|e| TrainError::Other(e.to_string()))?;
@@ -183,7 +185,11 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
         checkpoint::restore_vars(&vs, &loaded.tensors, "model.", &last_path)?;
         let missing = opt.load_state(&loaded.tensors, "optim.");
         if !missing.is_empty() {
-            return Err(CheckpointError::Invalid { path: last_path.clone(), reason: format!("missing optimiser state {}", missing[0]) }.into());
+            return Err(CheckpointError::Invalid {
+                path: last_path.clone(),
+                reason: format!("missing optimiser state {}", missing[0]),
+            }
+            .into());
         }
         let json = loaded.metadata.get("train_state").ok_or_else(|| CheckpointError::Invalid {
             path: last_path.clone(),
@@ -200,7 +206,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
     let save_last = |opt: &Optimizer, state: &TrainState| -> Result<(), TrainError> {
         let mut tensors = named_vars(&vs, "model.");
         tensors.extend(opt.state_tensors().into_iter().map(|(k, v)| (format!("optim.{k}"), v)));
-        let meta = HashMap::from([("train_state".to_string(), serde_json::to_string(state).expect("serializable"))]);
+        let meta =
+            HashMap::from([("train_state".to_string(), serde_json::to_string(state).expect("serializable"))]);
         Ok(checkpoint::save(&last_path, &tensors, meta)?)
     };
     let mut metrics = std::fs::OpenOptions::new()
@@ -213,7 +220,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
     };
 
     // 3) The loop.
-    let total_steps = if t.max_steps > 0 { t.max_steps } else { t.max_epochs * batcher.epoch(t.seed, 0).len() as i64 };
+    let total_steps =
+        if t.max_steps > 0 { t.max_steps } else { t.max_epochs * batcher.epoch(t.seed, 0).len() as i64 };
     let bar = progress_bar(opts.progress, total_steps as u64, state.step as u64);
     let start = Instant::now();
     let (mut window_tokens, mut window_loss, mut window_start) = (0i64, 0f64, Instant::now());
@@ -234,7 +242,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
                 save_last(&opt, &state)?;
                 return Ok(state);
             }
-            let rows: Vec<(&[u32], &[u32])> = batches[state.batch_in_epoch].iter().map(|&i| pairs[i]).collect();
+            let rows: Vec<(&[u32], &[u32])> =
+                batches[state.batch_in_epoch].iter().map(|&i| pairs[i]).collect();
             let batch = Batch::new(&rows, device);
             // Dropout masks depend only on (seed, step): resumed runs repeat them exactly.
             tch::manual_seed(t.seed.wrapping_mul(1_000_003).wrapping_add(state.step as u64) as i64);
@@ -264,7 +273,19 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
                 (window_tokens, window_loss, window_start) = (0, 0.0, Instant::now());
             }
             if state.step % t.valid_every == 0 {
-                let stop = validate(&cfg, &vs, &model, &vocab, &valid_pairs, &valid_data.src, &valid_data.tgt, &mut state, dir, &mut log, device)?;
+                let stop = validate(
+                    &cfg,
+                    &vs,
+                    &model,
+                    &vocab,
+                    &valid_pairs,
+                    &valid_data.src,
+                    &valid_data.tgt,
+                    &mut state,
+                    dir,
+                    &mut log,
+                    device,
+                )?;
                 if let OptimizerKind::Sgd = t.optimizer {
                     if state.bad_validations > 0 {
                         state.sgd_lr /= 2.0;
@@ -283,7 +304,19 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
     }
     // A final validation (unless one just ran), then mark the run finished.
     if state.step % t.valid_every != 0 {
-        validate(&cfg, &vs, &model, &vocab, &valid_pairs, &valid_data.src, &valid_data.tgt, &mut state, dir, &mut log, device)?;
+        validate(
+            &cfg,
+            &vs,
+            &model,
+            &vocab,
+            &valid_pairs,
+            &valid_data.src,
+            &valid_data.tgt,
+            &mut state,
+            dir,
+            &mut log,
+            device,
+        )?;
     }
     state.finished = true;
     save_last(&opt, &state)?;
@@ -309,12 +342,17 @@ fn validate(
     device: Device,
 ) -> Result<bool, TrainError> {
     let ppl = perplexity(model, pairs, cfg.train.batch_tokens, device);
-    let n_bleu = if cfg.train.valid_bleu_sentences == 0 { src_text.len() } else { cfg.train.valid_bleu_sentences.min(src_text.len()) };
+    let n_bleu = if cfg.train.valid_bleu_sentences == 0 {
+        src_text.len()
+    } else {
+        cfg.train.valid_bleu_sentences.min(src_text.len())
+    };
     let mut decode_cfg = cfg.decode.clone();
     decode_cfg.beam_size = 1;
     let translator = Translator { model, vocab, cfg: decode_cfg, device };
     let hyps = translator.translate_text(&src_text[..n_bleu])?;
-    let bleu = corpus_bleu(&hyps, &tgt_text[..n_bleu], &BleuConfig::default()).map(|b| b.score).unwrap_or(0.0);
+    let bleu =
+        corpus_bleu(&hyps, &tgt_text[..n_bleu], &BleuConfig::default()).map(|b| b.score).unwrap_or(0.0);
     keep_step_checkpoint(vs, dir, state.step, cfg.train.keep_checkpoints)?;
     let improved = state.best_valid_ppl.is_none_or(|best| ppl < best);
     if improved {
@@ -335,7 +373,11 @@ fn keep_step_checkpoint(vs: &nn::VarStore, dir: &Path, step: i64, keep: usize) -
     if keep == 0 {
         return Ok(());
     }
-    checkpoint::save(&dir.join(format!("step-{step:07}.safetensors")), &named_vars(vs, "model."), HashMap::new())?;
+    checkpoint::save(
+        &dir.join(format!("step-{step:07}.safetensors")),
+        &named_vars(vs, "model."),
+        HashMap::new(),
+    )?;
     let mut steps = step_checkpoints(dir).map_err(io_err(dir))?;
     while steps.len() > keep {
         let old = steps.remove(0);
@@ -349,7 +391,9 @@ pub fn step_checkpoints(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-") && n.ends_with(".safetensors"))
         })
         .collect();
     out.sort();
@@ -357,9 +401,15 @@ pub fn step_checkpoints(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// Per-token perplexity of `pairs` under `model`, teacher-forced, batched.
-pub fn perplexity(model: &dyn Seq2Seq, pairs: &[(&[u32], &[u32])], batch_tokens: usize, device: Device) -> f64 {
+pub fn perplexity(
+    model: &dyn Seq2Seq,
+    pairs: &[(&[u32], &[u32])],
+    batch_tokens: usize,
+    device: Device,
+) -> f64 {
     let lengths: Vec<(usize, usize)> = pairs.iter().map(|(s, t)| (s.len(), t.len())).collect();
-    let batcher = Batcher::new(&lengths, BatchConfig { batch_tokens, ..Default::default() }).expect("validated");
+    let batcher =
+        Batcher::new(&lengths, BatchConfig { batch_tokens, ..Default::default() }).expect("validated");
     let (mut nll, mut tokens) = (0f64, 0i64);
     tch::no_grad(|| {
         for idx in batcher.epoch(0, 0) {

@@ -27,7 +27,8 @@ impl Optimizer {
     pub fn new(vars: HashMap<String, Tensor>, kind: OptimizerKind, betas: (f64, f64), eps: f64) -> Self {
         let mut params: Vec<(String, Tensor)> = vars.into_iter().collect();
         params.sort_by(|a, b| a.0.cmp(&b.0));
-        let zeros = |params: &[(String, Tensor)]| params.iter().map(|(_, p)| p.zeros_like()).collect::<Vec<_>>();
+        let zeros =
+            |params: &[(String, Tensor)]| params.iter().map(|(_, p)| p.zeros_like()).collect::<Vec<_>>();
         let (exp_avg, exp_avg_sq) = match kind {
             OptimizerKind::Adam => (zeros(&params), zeros(&params)),
             OptimizerKind::Sgd => (Vec::new(), Vec::new()),
@@ -106,7 +107,9 @@ impl Optimizer {
         let mut missing = Vec::new();
         tch::no_grad(|| {
             for (i, (name, _)) in self.params.iter().enumerate() {
-                for (key, dst) in [("exp_avg", self.exp_avg.get_mut(i)), ("exp_avg_sq", self.exp_avg_sq.get_mut(i))] {
+                for (key, dst) in
+                    [("exp_avg", self.exp_avg.get_mut(i)), ("exp_avg_sq", self.exp_avg_sq.get_mut(i))]
+                {
                     let Some(dst) = dst else { continue };
                     match tensors.get(&format!("{prefix}{key}.{name}")) {
                         Some(src) => {
@@ -145,7 +148,12 @@ mod tests {
     #[test]
     fn adam_matches_a_hand_computed_step() {
         let p = Tensor::from_slice(&[1.0f32, -2.0]).set_requires_grad(true);
-        let mut opt = Optimizer::new(HashMap::from([("w".to_string(), p.shallow_clone())]), OptimizerKind::Adam, (0.9, 0.999), 1e-8);
+        let mut opt = Optimizer::new(
+            HashMap::from([("w".to_string(), p.shallow_clone())]),
+            OptimizerKind::Adam,
+            (0.9, 0.999),
+            1e-8,
+        );
         let loss = (&p * &p).sum(Kind::Float); // grad = 2p = [2, -4]
         loss.backward();
         opt.step(0.1);

@@ -17,7 +17,14 @@ pub fn write_loss_plot(dir: &Path) -> std::io::Result<()> {
             _ => {}
         }
     }
-    seqkd_text::atomic_write(&dir.join("loss.svg"), svg(&[("train loss (label-smoothed NLL/token)", &train, "#1f77b4"), ("valid log-perplexity", &valid, "#d62728")]).as_bytes())
+    seqkd_text::atomic_write(
+        &dir.join("loss.svg"),
+        svg(&[
+            ("train loss (label-smoothed NLL/token)", &train, "#1f77b4"),
+            ("valid log-perplexity", &valid, "#d62728"),
+        ])
+        .as_bytes(),
+    )
 }
 
 fn svg(series: &[(&str, &[(f64, f64)], &str)]) -> String {
@@ -30,13 +37,38 @@ fn svg(series: &[(&str, &[(f64, f64)], &str)]) -> String {
     }
     let sx = |x: f64| m + x / x_max * (w - 2.0 * m);
     let sy = |y: f64| h - m - y / y_max * (h - 2.0 * m);
-    let mut out = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#);
-    let _ = write!(out, r#"<rect width="100%" height="100%" fill="white"/><line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{}" stroke="black"/>"#, h - m, w - m, h - m, h - m);
-    let _ = write!(out, r#"<text x="{}" y="{}" text-anchor="middle">step (max {x_max:.0})</text><text x="10" y="{}">{y_max:.2}</text><text x="10" y="{}">0</text>"#, w / 2.0, h - 15.0, m, h - m);
+    let mut out = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(
+        out,
+        r#"<rect width="100%" height="100%" fill="white"/><line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{}" stroke="black"/>"#,
+        h - m,
+        w - m,
+        h - m,
+        h - m
+    );
+    let _ = write!(
+        out,
+        r#"<text x="{}" y="{}" text-anchor="middle">step (max {x_max:.0})</text><text x="10" y="{}">{y_max:.2}</text><text x="10" y="{}">0</text>"#,
+        w / 2.0,
+        h - 15.0,
+        m,
+        h - m
+    );
     for (i, (name, pts, color)) in series.iter().enumerate() {
         let path: Vec<String> = pts.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-        let _ = write!(out, r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#, path.join(" "));
-        let _ = write!(out, r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#, m + 10.0, m - 20.0 + 15.0 * i as f64);
+        let _ = write!(
+            out,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
+            path.join(" ")
+        );
+        let _ = write!(
+            out,
+            r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
+            m + 10.0,
+            m - 20.0 + 15.0 * i as f64
+        );
     }
     out.push_str("</svg>\n");
     out
