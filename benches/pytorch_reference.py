@@ -229,6 +229,25 @@ def bench_train(device, steps, warmup):
         one_step()
     sync(device)
     secs = time.perf_counter() - start
+    # Where a step's time goes, by phase (stderr; mirrors seqkd bench's breakdown).
+    phases = [0.0] * 4
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=False)
+        logits = model(src, tgt_in)
+        loss = F.cross_entropy(logits.view(-1, VOCAB), tgt_out.view(-1), ignore_index=PAD,
+                               label_smoothing=LABEL_SMOOTHING, reduction="sum")
+        t1 = time.perf_counter()
+        (loss / n_tokens).backward()
+        t2 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        for i, d in enumerate([t1 - t0, t2 - t1, t3 - t2, t4 - t3]):
+            phases[i] += 1000 * d / steps
+    print("pytorch reference: training step phases (ms): forward+loss %.1f, backward %.1f, clip %.1f, optimizer %.1f"
+          % tuple(phases), file=sys.stderr)
     return model, secs / steps, n_tokens
 
 
