@@ -4,6 +4,10 @@
 //! embedding, target embedding and output projection can be one matrix (`tied_embeddings`).
 //! Students may use a shallower decoder than encoder (`decoder_layers < encoder_layers`).
 
+// Residuals are written `x = x + f(x)`, not `x += f(x)`: on tch tensors `+=` is an in-place add,
+// which would overwrite a value autograd saved for the backward pass.
+#![allow(clippy::assign_op_pattern)]
+
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};

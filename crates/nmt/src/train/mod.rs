@@ -62,6 +62,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io { path: path.into(), source }
 }
 
+/// Subword ids of each sentence of one side of a corpus.
+type Ids = Vec<Vec<u32>>;
+
 /// Counters that, with the seed, determine the rest of a run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct TrainState {
@@ -158,10 +161,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
         vocab
     };
     seqkd_text::atomic_write(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes()).map_err(io_err(dir))?;
-    let encode =
-        |c: &seqkd_text::corpus::ParallelCorpus| -> Result<(Vec<Vec<u32>>, Vec<Vec<u32>>), TrainError> {
-            Ok((vocab.encode_batch(&c.src)?, vocab.encode_batch(&c.tgt)?))
-        };
+    let encode = |c: &seqkd_text::corpus::ParallelCorpus| -> Result<(Ids, Ids), TrainError> {
+        Ok((vocab.encode_batch(&c.src)?, vocab.encode_batch(&c.tgt)?))
+    };
     let (train_src, train_tgt) = encode(&train_data)?;
     let keep = cfg.data.filter.apply(train_src.iter().zip(&train_tgt).map(|(s, t)| (s.len(), t.len())));
     let pairs: Vec<(&[u32], &[u32])> =
@@ -219,6 +221,18 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
         writeln!(metrics, "{event}").map_err(io_err(dir))
     };
 
+    let validation = Validation {
+        cfg: &cfg,
+        vs: &vs,
+        model: &model,
+        vocab: &vocab,
+        pairs: &valid_pairs,
+        src_text: &valid_data.src,
+        tgt_text: &valid_data.tgt,
+        dir,
+        device,
+    };
+
     // 3) The loop.
     let total_steps =
         if t.max_steps > 0 { t.max_steps } else { t.max_epochs * batcher.epoch(t.seed, 0).len() as i64 };
@@ -273,19 +287,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
                 (window_tokens, window_loss, window_start) = (0, 0.0, Instant::now());
             }
             if state.step % t.valid_every == 0 {
-                let stop = validate(
-                    &cfg,
-                    &vs,
-                    &model,
-                    &vocab,
-                    &valid_pairs,
-                    &valid_data.src,
-                    &valid_data.tgt,
-                    &mut state,
-                    dir,
-                    &mut log,
-                    device,
-                )?;
+                let stop = validation.run(&mut state, &mut log)?;
                 if let OptimizerKind::Sgd = t.optimizer {
                     if state.bad_validations > 0 {
                         state.sgd_lr /= 2.0;
@@ -304,19 +306,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
     }
     // A final validation (unless one just ran), then mark the run finished.
     if state.step % t.valid_every != 0 {
-        validate(
-            &cfg,
-            &vs,
-            &model,
-            &vocab,
-            &valid_pairs,
-            &valid_data.src,
-            &valid_data.tgt,
-            &mut state,
-            dir,
-            &mut log,
-            device,
-        )?;
+        validation.run(&mut state, &mut log)?;
     }
     state.finished = true;
     save_last(&opt, &state)?;
@@ -325,47 +315,54 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
     Ok(state)
 }
 
-/// Validation: perplexity (teacher-forced, no label smoothing) and greedy BLEU on a subset.
-/// Saves the best model. Returns true when early stopping says to stop.
-#[allow(clippy::too_many_arguments)]
-fn validate(
-    cfg: &Config,
-    vs: &nn::VarStore,
-    model: &Model,
-    vocab: &Vocab,
-    pairs: &[(&[u32], &[u32])],
-    src_text: &[String],
-    tgt_text: &[String],
-    state: &mut TrainState,
-    dir: &Path,
-    log: &mut impl FnMut(serde_json::Value) -> Result<(), TrainError>,
+/// What validation needs: the model being trained and the validation set.
+struct Validation<'a> {
+    cfg: &'a Config,
+    vs: &'a nn::VarStore,
+    model: &'a Model,
+    vocab: &'a Vocab,
+    pairs: &'a [(&'a [u32], &'a [u32])],
+    src_text: &'a [String],
+    tgt_text: &'a [String],
+    dir: &'a Path,
     device: Device,
-) -> Result<bool, TrainError> {
-    let ppl = perplexity(model, pairs, cfg.train.batch_tokens, device);
-    let n_bleu = if cfg.train.valid_bleu_sentences == 0 {
-        src_text.len()
-    } else {
-        cfg.train.valid_bleu_sentences.min(src_text.len())
-    };
-    let mut decode_cfg = cfg.decode.clone();
-    decode_cfg.beam_size = 1;
-    let translator = Translator { model, vocab, cfg: decode_cfg, device };
-    let hyps = translator.translate_text(&src_text[..n_bleu])?;
-    let bleu =
-        corpus_bleu(&hyps, &tgt_text[..n_bleu], &BleuConfig::default()).map(|b| b.score).unwrap_or(0.0);
-    keep_step_checkpoint(vs, dir, state.step, cfg.train.keep_checkpoints)?;
-    let improved = state.best_valid_ppl.is_none_or(|best| ppl < best);
-    if improved {
-        state.best_valid_ppl = Some(ppl);
-        state.bad_validations = 0;
-        let meta = HashMap::from([("step".to_string(), state.step.to_string())]);
-        checkpoint::save(&dir.join(BEST_FILE), &named_vars(vs, "model."), meta)?;
-    } else {
-        state.bad_validations += 1;
+}
+
+impl Validation<'_> {
+    /// Perplexity (teacher-forced, no label smoothing) and greedy BLEU on a subset; saves the best
+    /// model. Returns true when early stopping says to stop.
+    fn run(
+        &self,
+        state: &mut TrainState,
+        log: &mut impl FnMut(serde_json::Value) -> Result<(), TrainError>,
+    ) -> Result<bool, TrainError> {
+        let Validation { cfg, vs, model, vocab, pairs, src_text, tgt_text, dir, device } = *self;
+        let ppl = perplexity(model, pairs, cfg.train.batch_tokens, device);
+        let n_bleu = if cfg.train.valid_bleu_sentences == 0 {
+            src_text.len()
+        } else {
+            cfg.train.valid_bleu_sentences.min(src_text.len())
+        };
+        let mut decode_cfg = cfg.decode.clone();
+        decode_cfg.beam_size = 1;
+        let translator = Translator { model, vocab, cfg: decode_cfg, device };
+        let hyps = translator.translate_text(&src_text[..n_bleu])?;
+        let bleu =
+            corpus_bleu(&hyps, &tgt_text[..n_bleu], &BleuConfig::default()).map(|b| b.score).unwrap_or(0.0);
+        keep_step_checkpoint(vs, dir, state.step, cfg.train.keep_checkpoints)?;
+        let improved = state.best_valid_ppl.is_none_or(|best| ppl < best);
+        if improved {
+            state.best_valid_ppl = Some(ppl);
+            state.bad_validations = 0;
+            let meta = HashMap::from([("step".to_string(), state.step.to_string())]);
+            checkpoint::save(&dir.join(BEST_FILE), &named_vars(vs, "model."), meta)?;
+        } else {
+            state.bad_validations += 1;
+        }
+        log(serde_json::json!({"event": "valid", "step": state.step, "epoch": state.epoch, "ppl": ppl,
+            "bleu_greedy": bleu, "bleu_sentences": n_bleu, "best": improved}))?;
+        Ok(cfg.train.patience > 0 && state.bad_validations >= cfg.train.patience)
     }
-    log(serde_json::json!({"event": "valid", "step": state.step, "epoch": state.epoch, "ppl": ppl,
-        "bleu_greedy": bleu, "bleu_sentences": n_bleu, "best": improved}))?;
-    Ok(cfg.train.patience > 0 && state.bad_validations >= cfg.train.patience)
 }
 
 /// Saves this validation's weights as `step-NNNNNNN.safetensors` and deletes all but the newest `keep`.

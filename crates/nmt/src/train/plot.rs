@@ -27,7 +27,10 @@ pub fn write_loss_plot(dir: &Path) -> std::io::Result<()> {
     )
 }
 
-fn svg(series: &[(&str, &[(f64, f64)], &str)]) -> String {
+/// A named polyline: (legend, points, colour).
+type Series<'a> = (&'a str, &'a [(f64, f64)], &'a str);
+
+fn svg(series: &[Series]) -> String {
     let (w, h, m) = (640.0, 360.0, 50.0);
     let points = series.iter().flat_map(|s| s.1.iter());
     let (mut x_max, mut y_max) = (1.0f64, 0.1f64);
