@@ -84,7 +84,7 @@ pub fn beam_search(
             }
             let at_limit = t >= max_lens[sent];
             if finished[sent].len() >= k || at_limit || continuing.is_empty() {
-                if finished[sent].len() < k || finished[sent].is_empty() {
+                if finished[sent].len() < k {
                     // Out of length: the unfinished beams are the answers (without `</s>`).
                     for (_, _, mut hyp) in continuing {
                         hyp.normalize(length_penalty);
