@@ -28,6 +28,7 @@ use seqkd_nmt::decode::Translator;
 use seqkd_nmt::loss::label_smoothed_nll;
 use seqkd_nmt::model::{Seq2Seq, Transformer, TransformerConfig};
 use seqkd_nmt::train::optim::Optimizer;
+use seqkd_text::splitmix::SplitMix64;
 use seqkd_text::vocab::{SubwordKind, Vocab, VocabConfig, SPECIAL_IDS};
 
 const SEED: i64 = 1234;
@@ -337,28 +338,10 @@ fn bench_greedy_fixed(
     }
 }
 
-/// splitmix64: a seeded, dependency-free source of the random words and sentences.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo ..= hi`.
-    fn range(&mut self, lo: usize, hi: usize) -> usize {
-        lo + (self.next() % (hi - lo + 1) as u64) as usize
-    }
-}
-
 /// Sentences of 10–30 words drawn from 500 random lowercase words, and a BPE vocabulary trained on
 /// other sentences of the same words, so that (nearly) every word is one subword.
 fn random_text(sentences: usize) -> anyhow::Result<(Vocab, Vec<String>)> {
-    let mut rng = SplitMix(SEED as u64);
+    let mut rng = SplitMix64(SEED as u64);
     let mut words: Vec<String> = Vec::new();
     while words.len() < 500 {
         let len = rng.range(3, 8);
@@ -367,7 +350,7 @@ fn random_text(sentences: usize) -> anyhow::Result<(Vocab, Vec<String>)> {
             words.push(w);
         }
     }
-    let sentence = |rng: &mut SplitMix| {
+    let sentence = |rng: &mut SplitMix64| {
         let len = rng.range(10, 30);
         (0..len).map(|_| words[rng.range(0, words.len() - 1)].as_str()).collect::<Vec<_>>().join(" ")
     };

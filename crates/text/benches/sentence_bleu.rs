@@ -12,6 +12,7 @@
 //! Built with the test harness instead (no `[[bench]]` entry), the same code runs as a test:
 //! `SEQKD_BENCH_PAIRS=1000000 cargo test --release -p seqkd-text --bench sentence_bleu -- --nocapture`.
 
+use seqkd_text::splitmix::SplitMix64;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -25,22 +26,6 @@ const DISTINCT: usize = 100_000;
 /// Hypotheses per reference in the grouped measurement (Seq-Inter's beam / n-best size).
 const GROUP: usize = 35;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn references() -> Vec<String> {
     let data = std::env::var_os("SEQKD_DATA")
         .map(PathBuf::from)
@@ -53,7 +38,7 @@ fn references() -> Vec<String> {
     println!("references: synthetic ({} not found)", path.display());
     let vocab: Vec<String> = (0..5000).map(|i| format!("wort{i}")).collect();
     let punct = [",", ".", "!", "?", "\"", "(", ")", "3.5", "-"];
-    let mut rng = Rng(7);
+    let mut rng = SplitMix64(7);
     (0..29_000)
         .map(|_| {
             let n = 5 + rng.below(20);
@@ -68,7 +53,7 @@ fn references() -> Vec<String> {
 }
 
 /// A beam-search-like variant of `line`: some words dropped, swapped or replaced.
-fn perturb(line: &str, rng: &mut Rng, filler: &[&str]) -> String {
+fn perturb(line: &str, rng: &mut SplitMix64, filler: &[&str]) -> String {
     let mut words: Vec<&str> = line.split(' ').collect();
     for _ in 0..1 + rng.below(3) {
         let n = words.len();
@@ -96,7 +81,7 @@ fn rate(n: usize, secs: f64) -> String {
 fn run(pairs: usize) {
     let refs = references();
     let filler = ["der", "die", "das", "ein", "Mann", "Frau", "Hund", "läuft", ",", "."];
-    let mut rng = Rng(42);
+    let mut rng = SplitMix64(42);
     let distinct = DISTINCT.min(pairs.max(1));
     let pair_refs: Vec<&str> = (0..distinct).map(|i| refs[i % refs.len()].as_str()).collect();
     let pair_hyps: Vec<String> = pair_refs.iter().map(|r| perturb(r, &mut rng, &filler)).collect();

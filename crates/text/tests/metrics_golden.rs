@@ -13,6 +13,7 @@
 //! (`str.isspace`, `str.lower`, the `\p{P}` / `\p{S}` / `\p{N}` classes of the `regex` module);
 //! it needs no data and is checked code point by code point.
 
+use seqkd_text::splitmix::SplitMix64;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -47,26 +48,6 @@ fn load_json(path: &Path) -> Value {
 // ---------------------------------------------------------------------------------------------
 // The perturbation of scripts/sacrebleu_golden.py, line by line.
 // ---------------------------------------------------------------------------------------------
-
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn chance(&mut self, permille: u64) -> bool {
-        self.next() % 1000 < permille
-    }
-}
 
 struct Tables {
     inserts: Vec<String>,
