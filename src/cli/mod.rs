@@ -4,6 +4,7 @@ mod average;
 mod bench;
 mod check_corpus;
 mod demo;
+mod distill;
 mod gen_corpus;
 mod score;
 mod train;
@@ -35,6 +36,9 @@ enum Command {
     Train(train::Args),
     /// Translate a file or stdin with a trained model: greedy or beam search, batched, n-best.
     Translate(translate::Args),
+    /// Distill a teacher: Seq-KD and Seq-Inter corpora, stored top-k for Word-KD (resumable, shardable).
+    #[command(subcommand)]
+    Distill(distill::Command),
     /// Average the last checkpoints of a model directory into one weights file.
     Average(average::Args),
     /// Measure training and decoding speed on fixed sizes, side by side with the same model in PyTorch.
@@ -61,6 +65,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Vocab(cmd) => vocab::run(cmd),
         Command::Train(args) => train::run(args),
         Command::Average(args) => average::run(args),
+        Command::Distill(cmd) => distill::run(cmd),
         Command::Translate(args) => translate::run(args),
         Command::Bench(args) => bench::run(args),
     }

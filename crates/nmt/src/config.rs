@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::distill::word_kd::WordKdConfig;
 use crate::model::ModelConfig;
 use seqkd_text::corpus::LengthFilter;
 use seqkd_text::vocab::VocabConfig;
@@ -19,6 +20,8 @@ pub struct Config {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub decode: DecodeConfig,
+    /// Word-level knowledge distillation (Kim & Rush §3.1); absent = plain cross-entropy.
+    pub word_kd: Option<WordKdConfig>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -84,6 +87,9 @@ pub struct TrainConfig {
     pub device: String,
     /// Intra-op threads for libtorch on CPU (0 = libtorch's default).
     pub threads: i64,
+    /// Start from the best weights of this model directory instead of a random initialisation
+    /// (fine-tuning, e.g. on a Seq-Inter corpus). Its vocabulary is used unless data.vocab_path is set.
+    pub init: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -108,6 +114,7 @@ impl Default for TrainConfig {
             seed: 1,
             device: "cpu".into(),
             threads: 0,
+            init: None,
         }
     }
 }
@@ -164,9 +171,13 @@ impl Config {
                 *p = base.join(&*p);
             }
         }
-        if let Some(v) = &mut self.data.vocab_path {
-            if v.is_relative() {
-                *v = base.join(&*v);
+        let kd = self.word_kd.as_mut();
+        let kd_paths = kd.into_iter().flat_map(|kd| [&mut kd.teacher, &mut kd.topk]);
+        for v in [&mut self.data.vocab_path, &mut self.train.init].into_iter().chain(kd_paths) {
+            if let Some(v) = v {
+                if v.is_relative() {
+                    *v = base.join(&*v);
+                }
             }
         }
     }
@@ -197,6 +208,9 @@ impl Config {
         crate::parse_device(&t.device).map_err(|e| ConfigError::Invalid(format!("train.device: {e}")))?;
         if self.decode.beam_size == 0 {
             return bad("decode.beam_size must be >= 1 (got 0)".into());
+        }
+        if let Some(kd) = &self.word_kd {
+            kd.validate().map_err(ConfigError::Invalid)?;
         }
         match &self.model {
             ModelConfig::Transformer(m) => {

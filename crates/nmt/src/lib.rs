@@ -3,11 +3,13 @@
 //! Data flow: [`batch`] turns subword ids into padded tensors; [`model`] holds the encoder-decoder
 //! networks behind one narrow [`model::Seq2Seq`] seam; [`loss`] is label-smoothed cross-entropy;
 //! [`train`] runs the optimisation loop with atomic, resumable checkpoints; [`decode`] does batched
-//! greedy and beam search over any `Seq2Seq`.
+//! greedy and beam search over any `Seq2Seq`; [`distill`] holds the paper's three ways for a teacher
+//! to teach a student (Word-KD, Seq-KD, Seq-Inter).
 
 pub mod batch;
 pub mod config;
 pub mod decode;
+pub mod distill;
 pub mod loss;
 pub mod model;
 pub mod train;

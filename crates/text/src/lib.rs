@@ -8,6 +8,7 @@
 pub mod batching;
 pub mod corpus;
 pub mod metrics;
+pub mod resumable;
 pub mod splitmix;
 pub mod synth;
 pub mod vocab;

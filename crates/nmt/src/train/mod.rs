@@ -31,6 +31,7 @@ use seqkd_text::vocab::Vocab;
 use crate::batch::Batch;
 use crate::config::{Config, OptimizerKind};
 use crate::decode::Translator;
+use crate::distill::word_kd::WordKd;
 use crate::loss::label_smoothed_nll;
 use crate::model::{Model, Seq2Seq};
 use checkpoint::CheckpointError;
@@ -54,6 +55,8 @@ pub enum TrainError {
     Config(#[from] crate::config::ConfigError),
     #[error("{}: {source}", .path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Distill(#[from] crate::distill::DistillError),
     #[error("{0}")]
     Other(String),
 }
@@ -153,7 +156,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
     let vocab = if vocab_path.exists() {
         Vocab::load(&vocab_path)?
     } else {
-        let vocab = match &cfg.data.vocab_path {
+        let init_vocab = cfg.train.init.as_ref().map(|dir| dir.join(VOCAB_FILE));
+        let vocab = match cfg.data.vocab_path.as_ref().or(init_vocab.as_ref()) {
             Some(p) => Vocab::load(p)?,
             None => Vocab::train(train_data.src.iter().chain(&train_data.tgt), &cfg.data.vocab)?,
         };
@@ -204,6 +208,15 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
     if state.finished {
         return Ok(state);
     }
+    if let (false, Some(init)) = (resuming, &t.init) {
+        let path = init.join(BEST_FILE);
+        let loaded = checkpoint::load(&path, device)?;
+        checkpoint::restore_vars(&vs, &loaded.tensors, "model.", &path)?;
+    }
+    let word_kd = match &cfg.word_kd {
+        Some(kd) => Some(WordKd::open(kd, &vocab, &train_tgt, device)?),
+        None => None,
+    };
 
     let save_last = |opt: &Optimizer, state: &TrainState| -> Result<(), TrainError> {
         let mut tensors = named_vars(&vs, "model.");
@@ -259,11 +272,16 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
             let rows: Vec<(&[u32], &[u32])> =
                 batches[state.batch_in_epoch].iter().map(|&i| pairs[i]).collect();
             let batch = Batch::new(&rows, device);
+            // Corpus-order indices of the rows (what a stored top-k file is indexed by).
+            let sentences: Vec<usize> = batches[state.batch_in_epoch].iter().map(|&i| keep[i]).collect();
             // Dropout masks depend only on (seed, step): resumed runs repeat them exactly.
             tch::manual_seed(t.seed.wrapping_mul(1_000_003).wrapping_add(state.step as u64) as i64);
             opt.zero_grad();
             let logits = model.logits(&batch.src, &batch.tgt_in, true);
-            let loss = label_smoothed_nll(&logits, &batch.tgt_out, t.label_smoothing);
+            let loss = match &word_kd {
+                None => label_smoothed_nll(&logits, &batch.tgt_out, t.label_smoothing),
+                Some(kd) => kd.loss(&logits, &batch, &sentences, t.label_smoothing),
+            };
             (&loss / batch.n_tgt_tokens as f64).backward();
             opt.clip_grad_norm(t.clip_norm);
             let lr = match t.optimizer {

@@ -1,0 +1,201 @@
+//! Knowledge distillation (Kim & Rush 2016): what a teacher writes for its students.
+//!
+//! - [`word_kd`] (§3.1): the student matches the teacher's per-token distribution, from a live teacher
+//!   in the training loop or from a [`topk_store`] written once by a teacher-forced pass.
+//! - [`seq_kd`] (§3.2): the teacher's beam-search translation of the training source becomes the
+//!   student's target side.
+//! - [`seq_inter`] (§3.3): of the teacher's K-best list, the hypothesis closest to the reference
+//!   (smoothed sentence BLEU) becomes the target for fine-tuning.
+//!
+//! Every teacher pass goes over the corpus in fixed chunks, in order, appending to a
+//! [`ResumableOutput`]: a killed pass continues where it stopped, and `--shard i/N` gives each of N
+//! processes a contiguous run of chunks whose outputs concatenate to the unsharded output.
+
+pub mod seq_inter;
+pub mod seq_kd;
+pub mod topk_store;
+pub mod word_kd;
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use seqkd_text::resumable::{ResumableError, ResumableOutput, Shard};
+
+use crate::config::DecodeConfig;
+use crate::decode::Translator;
+use crate::train::LoadedModel;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistillError {
+    #[error(transparent)]
+    Resumable(#[from] ResumableError),
+    #[error(transparent)]
+    Store(#[from] topk_store::StoreError),
+    #[error(transparent)]
+    Vocab(#[from] seqkd_text::vocab::VocabError),
+    #[error(transparent)]
+    Corpus(#[from] seqkd_text::corpus::CorpusError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// How a teacher pass walks the corpus.
+#[derive(Debug, Clone)]
+pub struct PassOptions {
+    /// Sentences per chunk: the unit of progress that survives a kill (and of sharding).
+    pub chunk_sentences: usize,
+    pub shard: Shard,
+    /// Show a progress bar with sentences/s and ETA.
+    pub progress: bool,
+}
+
+impl Default for PassOptions {
+    fn default() -> Self {
+        Self { chunk_sentences: 1000, shard: Shard::default(), progress: false }
+    }
+}
+
+/// What one run of a pass did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PassStats {
+    /// Sentences this shard owns.
+    pub sentences: usize,
+    /// Sentences processed by this run (the rest were done by an earlier, interrupted run).
+    pub processed: usize,
+    pub seconds: f64,
+    /// True when the output was already complete and nothing ran.
+    pub already_complete: bool,
+    /// The file written: `out`, or `out.shard-i-of-N`.
+    pub output: PathBuf,
+}
+
+impl PassStats {
+    pub fn sentences_per_second(&self) -> f64 {
+        self.processed as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Runs `chunk_output` over this shard's chunks of an `n`-sentence corpus, in order, appending each
+/// chunk's bytes to the shard's output; `trailer` is appended when all are done. `job` describes the
+/// inputs and options so a rerun with different ones cannot append to this output.
+pub(crate) fn run_pass(
+    out: &Path,
+    job: &str,
+    n: usize,
+    opts: &PassOptions,
+    trailer: impl FnOnce() -> Vec<u8>,
+    mut chunk_output: impl FnMut(Range<usize>) -> Result<Vec<u8>, DistillError>,
+) -> Result<PassStats, DistillError> {
+    if opts.chunk_sentences == 0 {
+        return Err(DistillError::Invalid("chunk size must be >= 1 sentence".into()));
+    }
+    let path = opts.shard.output_path(out);
+    let n_chunks = n.div_ceil(opts.chunk_sentences);
+    let chunks = opts.shard.chunks(n_chunks);
+    let sentence_range = |c: usize| c * opts.chunk_sentences..((c + 1) * opts.chunk_sentences).min(n);
+    let owned: usize = chunks.clone().map(|c| sentence_range(c).len()).sum();
+    let mut stats = PassStats { sentences: owned, output: path.clone(), ..Default::default() };
+    if path.exists() {
+        stats.already_complete = true;
+        return Ok(stats);
+    }
+    let job = format!("{job}; sentences={n}; chunk={}; shard={}", opts.chunk_sentences, opts.shard);
+    let mut writer = ResumableOutput::open(&path, &job)?;
+    let done_before: usize = chunks.clone().take(writer.chunks_done()).map(|c| sentence_range(c).len()).sum();
+    let bar = if opts.progress {
+        let bar = indicatif::ProgressBar::new(owned as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} sentences · {per_sec} · ETA {eta} · {msg}",
+            )
+            .expect("valid template"),
+        );
+        bar.set_position(done_before as u64);
+        bar.reset_eta();
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_message(path.display().to_string());
+    let start = Instant::now();
+    for c in chunks.clone().skip(writer.chunks_done()) {
+        let range = sentence_range(c);
+        let len = range.len();
+        let bytes = chunk_output(range)?;
+        writer.append_chunk(&bytes)?;
+        stats.processed += len;
+        bar.inc(len as u64);
+    }
+    bar.finish_and_clear();
+    // The trailer describes the whole corpus, so only a single (unsharded) output carries it.
+    let trailer = if opts.shard.count == 1 { trailer() } else { Vec::new() };
+    writer.finish(&trailer)?;
+    stats.seconds = start.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// A short fingerprint of a teacher (its directory and weights size), for job descriptions.
+pub(crate) fn teacher_fingerprint(dir: &Path) -> String {
+    let size = std::fs::metadata(dir.join(crate::train::BEST_FILE)).map(|m| m.len()).unwrap_or(0);
+    format!("teacher={} ({size} bytes)", dir.display())
+}
+
+/// FNV-1a of lines, so a job description pins its input text.
+pub(crate) fn text_hash(lines: &[String]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for line in lines {
+        for b in line.bytes().chain([b'\n']) {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Beam search over `srcs` with the teacher, choosing one hypothesis text per sentence with
+/// `choose(index, nbest_texts)`; writes one line per source line. Shared by Seq-KD and Seq-Inter.
+pub(crate) fn beam_pass(
+    teacher: &LoadedModel,
+    teacher_dir: &Path,
+    srcs: &[String],
+    decode: &DecodeConfig,
+    nbest: usize,
+    out: &Path,
+    job: &str,
+    opts: &PassOptions,
+    mut choose: impl FnMut(usize, &[String]) -> String,
+) -> Result<PassStats, DistillError> {
+    let device = teacher.vs.device();
+    let translator = Translator { model: &teacher.model, vocab: &teacher.vocab, cfg: decode.clone(), device };
+    let job = format!(
+        "{job}; {}; source hash {:016x}; beam={} lp={} max_len={}x+{}",
+        teacher_fingerprint(teacher_dir),
+        text_hash(srcs),
+        decode.beam_size,
+        decode.length_penalty,
+        decode.max_len_a,
+        decode.max_len_b
+    );
+    run_pass(out, &job, srcs.len(), opts, Vec::new, |range| {
+        let start = range.start;
+        let hyps = translator.translate(&srcs[range], nbest, |_| {})?;
+        let mut bytes = Vec::new();
+        for (i, nbest) in hyps.iter().enumerate() {
+            let texts: Vec<String> =
+                nbest.iter().map(|h| one_line(&teacher.vocab.decode(&h.tokens))).collect();
+            bytes.extend_from_slice(choose(start + i, &texts).as_bytes());
+            bytes.push(b'\n');
+        }
+        Ok(bytes)
+    })
+}
+
+/// A translation as one line of a corpus file: a byte-fallback newline or CR becomes a space.
+fn one_line(text: &str) -> String {
+    if text.contains(['\n', '\r']) {
+        text.replace(['\n', '\r'], " ")
+    } else {
+        text.to_string()
+    }
+}

@@ -1,0 +1,68 @@
+//! Sequence-level knowledge distillation (Kim & Rush 2016, §3.2).
+//!
+//! The student should match the teacher's distribution over whole sequences,
+//! L_SEQ-KD = −Σ_t q(t|s) log p(t|s), which is approximated by its mode: the teacher's beam-search
+//! output ŷ ≈ argmax_t q(t|s), giving L ≈ −log p(t = ŷ | s). In practice: translate the training
+//! source with the teacher (beam K = 5) and train the student with plain cross-entropy on
+//! (source, ŷ). This file writes that new target side, aligned line by line with the source.
+
+use std::path::Path;
+
+use super::{beam_pass, DistillError, PassOptions, PassStats};
+use crate::config::DecodeConfig;
+use crate::train::LoadedModel;
+
+/// The paper's beam size for the teacher pass.
+pub const PAPER_BEAM: usize = 5;
+
+/// Writes the teacher's translation of every line of `srcs` to `out` (or to this shard's part).
+///
+/// The teacher's best hypothesis is taken; if it is empty (a model that stops at once), the best
+/// non-empty one of its beam, and if every hypothesis is empty, the reference when `refs` is given —
+/// an empty line would break the aligned corpus. Returns the pass statistics.
+pub fn seq_kd(
+    teacher: &LoadedModel,
+    teacher_dir: &Path,
+    srcs: &[String],
+    refs: Option<&[String]>,
+    decode: &DecodeConfig,
+    out: &Path,
+    opts: &PassOptions,
+) -> Result<PassStats, DistillError> {
+    if let Some(refs) = refs {
+        if refs.len() != srcs.len() {
+            return Err(DistillError::Invalid(format!(
+                "{} source lines but {} reference lines",
+                srcs.len(),
+                refs.len()
+            )));
+        }
+    }
+    let job = format!("seq-kd; references={}", refs.is_some());
+    beam_pass(teacher, teacher_dir, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
+        choose_teacher_best(texts, refs.map(|r| r[i].as_str()))
+    })
+}
+
+/// The teacher's best hypothesis (its n-best list comes best first), skipping empty ones.
+pub fn choose_teacher_best(nbest: &[String], reference: Option<&str>) -> String {
+    nbest
+        .iter()
+        .find(|t| !t.trim().is_empty())
+        .cloned()
+        .or_else(|| reference.map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_teachers_best_non_empty_hypothesis_is_kept() {
+        let nbest = ["".to_string(), "ein Hund".to_string(), "ein Haus".to_string()];
+        assert_eq!(choose_teacher_best(&nbest[1..], None), "ein Hund");
+        assert_eq!(choose_teacher_best(&nbest, None), "ein Hund");
+        assert_eq!(choose_teacher_best(&nbest[..1], Some("ref")), "ref");
+    }
+}

@@ -1,0 +1,196 @@
+//! `seqkd distill seq-kd|seq-inter|topk|merge`: the teacher passes that write what students train on.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use seqkd_nmt::config::DecodeConfig;
+use seqkd_nmt::distill::topk_store::ProbPrecision;
+use seqkd_nmt::distill::word_kd::{write_topk_store, TopkOptions};
+use seqkd_nmt::distill::{seq_inter, seq_kd, PassOptions, PassStats};
+use seqkd_nmt::train::LoadedModel;
+use seqkd_text::corpus::{read_lines, LineLimits};
+use seqkd_text::resumable::{merge_shards, Shard};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Seq-KD (§3.2): the teacher's beam translation of every source line, as a new target file.
+    SeqKd(SeqKdArgs),
+    /// Seq-Inter (§3.3): of the teacher's K-best, the hypothesis closest to the reference (sentence BLEU).
+    SeqInter(SeqInterArgs),
+    /// Word-KD (§3.1): store the teacher's top-k distribution at every target position of a corpus.
+    Topk(TopkArgs),
+    /// Concatenate the shards 0..N of an output (written with --shard i/N) into the output.
+    Merge(MergeArgs),
+}
+
+/// What every teacher pass needs.
+#[derive(Debug, clap::Args)]
+pub struct PassArgs {
+    /// The teacher's model directory.
+    #[arg(long)]
+    pub teacher: PathBuf,
+    /// Source file, one sentence per line.
+    #[arg(long)]
+    pub src: PathBuf,
+    /// Output file, aligned line by line with --src. It appears only when complete; a rerun after an
+    /// interruption continues where the last run stopped.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Sentences per chunk: progress is saved after each chunk, and shards are made of whole chunks.
+    #[arg(long, default_value_t = 1000)]
+    pub chunk: usize,
+    /// Padded source tokens per decoding batch.
+    #[arg(long)]
+    pub batch_tokens: Option<usize>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// libtorch intra-op threads (0 = its default).
+    #[arg(long, default_value_t = 0)]
+    pub threads: i32,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SeqKdArgs {
+    #[command(flatten)]
+    pub pass: PassArgs,
+    /// References (the gold targets), used only where every teacher hypothesis is empty.
+    #[arg(long)]
+    pub tgt: Option<PathBuf>,
+    /// Beam size (the paper: 5).
+    #[arg(long, default_value_t = seq_kd::PAPER_BEAM)]
+    pub beam: usize,
+    /// Do the part i of N (e.g. 0/4) into OUT.shard-i-of-N; then `seqkd distill merge`.
+    #[arg(long, default_value = "0/1")]
+    pub shard: Shard,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SeqInterArgs {
+    #[command(flatten)]
+    pub pass: PassArgs,
+    /// References the hypotheses are scored against.
+    #[arg(long)]
+    pub tgt: PathBuf,
+    /// K-best size (the paper: 35).
+    #[arg(long, default_value_t = seq_inter::PAPER_BEAM)]
+    pub beam: usize,
+    #[arg(long, default_value = "0/1")]
+    pub shard: Shard,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TopkArgs {
+    #[command(flatten)]
+    pub pass: PassArgs,
+    /// Target file the teacher is forced on (the student's training targets).
+    #[arg(long)]
+    pub tgt: PathBuf,
+    /// Tokens stored per position.
+    #[arg(long, default_value_t = 8)]
+    pub k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// f16 (half the size) or f32 (exact).
+    #[arg(long, default_value = "f16", value_parser = parse_precision)]
+    pub precision: ProbPrecision,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The output the shards were written for (--out of the sharded runs).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// N of --shard i/N.
+    #[arg(long)]
+    pub shards: usize,
+}
+
+fn parse_precision(s: &str) -> Result<ProbPrecision, String> {
+    match s {
+        "f16" => Ok(ProbPrecision::F16),
+        "f32" => Ok(ProbPrecision::F32),
+        _ => Err(format!("'{s}': expected f16 or f32")),
+    }
+}
+
+pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
+    let stats = match cmd {
+        Command::SeqKd(a) => {
+            let (teacher, srcs, decode, opts) = prepare(&a.pass, a.beam, a.shard)?;
+            let refs = a.tgt.as_deref().map(read_corpus_side).transpose()?;
+            seq_kd::seq_kd(&teacher, &a.pass.teacher, &srcs, refs.as_deref(), &decode, &a.pass.out, &opts)?
+        }
+        Command::SeqInter(a) => {
+            let (teacher, srcs, decode, opts) = prepare(&a.pass, a.beam, a.shard)?;
+            let refs = read_corpus_side(&a.tgt)?;
+            seq_inter::seq_inter(&teacher, &a.pass.teacher, &srcs, &refs, &decode, &a.pass.out, &opts)?
+        }
+        Command::Topk(a) => {
+            let (teacher, srcs, decode, opts) = prepare(&a.pass, 1, Shard::default())?;
+            let tgts = read_corpus_side(&a.tgt)?;
+            let topk = TopkOptions {
+                k: a.k,
+                temperature: a.temperature,
+                precision: a.precision,
+                batch_tokens: decode.batch_tokens,
+            };
+            write_topk_store(&teacher, &a.pass.teacher, &srcs, &tgts, &topk, &a.pass.out, &opts)?
+        }
+        Command::Merge(a) => {
+            anyhow::ensure!(a.shards >= 1, "--shards must be >= 1");
+            merge_shards(&a.out, a.shards)?;
+            eprintln!("merged {} shards into {}", a.shards, a.out.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    report(&stats);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_corpus_side(path: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(read_lines(path, &LineLimits::default())?)
+}
+
+fn prepare(
+    pass: &PassArgs,
+    beam: usize,
+    shard: Shard,
+) -> anyhow::Result<(LoadedModel, Vec<String>, DecodeConfig, PassOptions)> {
+    anyhow::ensure!(beam >= 1, "--beam must be >= 1");
+    if pass.threads > 0 {
+        tch::set_num_threads(pass.threads);
+    }
+    let device = seqkd_nmt::parse_device(&pass.device).map_err(anyhow::Error::msg)?;
+    let teacher = LoadedModel::load(&pass.teacher, device, None)
+        .with_context(|| format!("loading the teacher from {}", pass.teacher.display()))?;
+    let srcs = read_corpus_side(&pass.src)?;
+    let mut decode = DecodeConfig { beam_size: beam, ..teacher.config.decode.clone() };
+    if let Some(bt) = pass.batch_tokens {
+        anyhow::ensure!(bt >= 1, "--batch-tokens must be >= 1");
+        decode.batch_tokens = bt;
+    }
+    let opts = PassOptions { chunk_sentences: pass.chunk, shard, progress: !pass.quiet };
+    Ok((teacher, srcs, decode, opts))
+}
+
+fn report(stats: &PassStats) {
+    if stats.already_complete {
+        eprintln!(
+            "{} is already complete ({} sentences): nothing to do",
+            stats.output.display(),
+            stats.sentences
+        );
+    } else {
+        eprintln!(
+            "wrote {} ({} sentences; {} in this run, {:.1} sentences/s)",
+            stats.output.display(),
+            stats.sentences,
+            stats.processed,
+            stats.sentences_per_second()
+        );
+    }
+}
