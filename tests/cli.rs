@@ -275,3 +275,156 @@ fn translate_gives_one_line_per_input_and_nbest_with_scores() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("nope"), "{}", stderr(&bad));
 }
+
+/// Trains the tiny model of `tiny_training_setup` for `steps` into `dir/name` and returns its path.
+fn tiny_teacher(dir: &Path, name: &str, steps: i64) -> PathBuf {
+    let config = tiny_training_setup(dir, steps);
+    let m = dir.join(name);
+    let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&m), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    m
+}
+
+/// Waits until a resumable pass has recorded `chunks` chunks, then SIGKILLs it.
+fn kill_after_chunks(mut child: std::process::Child, progress: &Path, chunks: usize) {
+    let start = std::time::Instant::now();
+    loop {
+        let done = std::fs::read_to_string(progress)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["chunks_done"].as_u64())
+            .unwrap_or(0);
+        if done as usize >= chunks {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 120, "no progress recorded");
+        assert!(child.try_wait().unwrap().is_none(), "the pass finished before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn seq_kd_killed_and_rerun_and_sharded_all_equal_the_uninterrupted_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = tiny_teacher(dir.path(), "teacher", 30);
+    let src = dir.path().join("data/train.en");
+    let tgt = dir.path().join("data/train.syn");
+    let pass = |out: &Path, extra: &[&str]| {
+        let mut args =
+            vec!["distill", "seq-kd", "--teacher", p(&teacher), "--src", p(&src), "--tgt", p(&tgt)];
+        args.extend(["--out", p(out), "--chunk", "20", "--threads", "1", "--quiet"]);
+        args.extend(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let whole = dir.path().join("whole.syn");
+    let out = seqkd(&pass(&whole, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = std::fs::read_to_string(&whole).unwrap();
+    assert_eq!(expected.lines().count(), 400);
+    assert!(expected.lines().all(|l| !l.trim().is_empty()));
+
+    // Killed after 3 of its 20 chunks, then rerun: the same file, no line lost or repeated.
+    let killed = dir.path().join("killed.syn");
+    let child = Command::new(env!("CARGO_BIN_EXE_seqkd")).args(pass(&killed, &[])).spawn().unwrap();
+    kill_after_chunks(child, &dir.path().join("killed.syn.progress"), 3);
+    assert!(!killed.exists(), "an interrupted pass must not leave a complete-looking output");
+    let rerun = seqkd(&pass(&killed, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    assert!(stderr(&rerun).contains("400 sentences;"), "{}", stderr(&rerun));
+    assert_eq!(std::fs::read_to_string(&killed).unwrap(), expected);
+
+    // Three shards, merged in order.
+    let sharded = dir.path().join("sharded.syn");
+    for i in 0..3 {
+        let shard = format!("{i}/3");
+        let out = seqkd(&pass(&sharded, &["--shard", &shard]).iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let merge = seqkd(&["distill", "merge", "--out", p(&sharded), "--shards", "3"]);
+    assert!(merge.status.success(), "{}", stderr(&merge));
+    assert_eq!(std::fs::read_to_string(&sharded).unwrap(), expected);
+
+    // Another beam size cannot append to an unfinished pass of beam 5.
+    let child =
+        Command::new(env!("CARGO_BIN_EXE_seqkd")).args(pass(&killed.with_extension("b"), &[])).spawn();
+    kill_after_chunks(child.unwrap(), &dir.path().join("killed.b.progress"), 1);
+    let other = seqkd(
+        &pass(&killed.with_extension("b"), &["--beam", "2"]).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(other.status.code(), Some(2));
+    assert!(stderr(&other).contains("different job"), "{}", stderr(&other));
+}
+
+#[test]
+fn word_kd_from_a_full_top_k_store_equals_the_live_teacher_and_trains() {
+    use seqkd_nmt::batch::Batch;
+    use seqkd_nmt::distill::word_kd::{WordKd, WordKdConfig};
+    use seqkd_nmt::train::LoadedModel;
+
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = tiny_teacher(dir.path(), "teacher", 20);
+    let (src, tgt) = (dir.path().join("data/train.en"), dir.path().join("data/train.syn"));
+    let store = dir.path().join("train.topk");
+    let t = LoadedModel::load(&teacher, seqkd_nmt::Device::Cpu, None).unwrap();
+    let k = t.vocab.len().to_string();
+    let out = seqkd(&[
+        "distill",
+        "topk",
+        "--teacher",
+        p(&teacher),
+        "--src",
+        p(&src),
+        "--tgt",
+        p(&tgt),
+        "--out",
+        p(&store),
+        "--k",
+        &k,
+        "--precision",
+        "f32",
+        "--threads",
+        "1",
+        "--quiet",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The loss of a student (here: the teacher itself) on a batch, with q from each source.
+    tch::set_num_threads(1);
+    let read = |path: &Path| seqkd_text::corpus::read_lines(path, &Default::default()).unwrap();
+    let (srcs, tgts) =
+        (t.vocab.encode_batch(&read(&src)).unwrap(), t.vocab.encode_batch(&read(&tgt)).unwrap());
+    let sentences: Vec<usize> = vec![3, 1, 4, 1, 5, 9, 2, 6];
+    let pairs: Vec<(&[u32], &[u32])> =
+        sentences.iter().map(|&i| (srcs[i].as_slice(), tgts[i].as_slice())).collect();
+    let batch = Batch::new(&pairs, seqkd_nmt::Device::Cpu);
+    let logits = tch::no_grad(|| {
+        use seqkd_nmt::model::Seq2Seq;
+        t.model.logits(&batch.src, &batch.tgt_in, false)
+    });
+    let loss = |cfg: WordKdConfig| {
+        let kd = WordKd::open(&cfg, &t.vocab, &tgts, seqkd_nmt::Device::Cpu).unwrap();
+        kd.loss(&logits, &batch, &sentences, 0.1).double_value(&[])
+    };
+    let live = loss(WordKdConfig { teacher: Some(teacher.clone()), ..Default::default() });
+    let stored = loss(WordKdConfig { topk: Some(store.clone()), ..Default::default() });
+    assert!((live - stored).abs() < 1e-4 * live.abs(), "live {live} vs stored {stored}");
+
+    // A student trains with the stored distributions (and refuses a store made for other targets).
+    let config = dir.path().join("tiny.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replace("[data]", &format!("[data]\nvocab_path = \"{}/vocab.json\"", p(&teacher)));
+    std::fs::write(&config, format!("{text}\n[word_kd]\nalpha = 0.5\ntopk = \"train.topk\"\n")).unwrap();
+    let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&dir.path().join("s")), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(
+        &config,
+        text.replace("train.syn", "valid.syn").replace("train.en", "valid.en")
+            + "\n[word_kd]\ntopk = \"train.topk\"\n",
+    )
+    .unwrap();
+    let bad = seqkd(&["train", "--config", p(&config), "--model-dir", p(&dir.path().join("s2")), "--quiet"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("train.topk") && stderr(&bad).contains("sentences"), "{}", stderr(&bad));
+}
