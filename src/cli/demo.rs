@@ -1,9 +1,9 @@
 //! `seqkd demo`: the main job on the built-in corpus.
 //!
-//! Today it runs the pipeline up to a trained model: generate the corpus, check it, learn a joint
-//! subword vocabulary, batch the training data, score reference points on the test set, then train
-//! a small Transformer on a time budget and score its greedy and beam translations. Distillation
-//! and the paper's report join it as they land (issue 4).
+//! Generate the corpus, check it, learn a joint subword vocabulary, batch the training data and score
+//! reference points on the test set (`demo.md`); then run the paper's whole experiment on it with
+//! `seqkd pipeline`'s stages: a teacher, the Seq-KD / Seq-Inter / top-k distillation, the eight
+//! students of Table 1, evaluation, and the report with the paper's claims (`report.md`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,6 +15,9 @@ use seqkd_text::batching::{BatchConfig, Batcher};
 use seqkd_text::corpus::{check_parallel, LineLimits};
 use seqkd_text::metrics::{corpus_bleu, corpus_chrf, BleuConfig, ChrfConfig};
 use seqkd_text::synth::{self, SynthConfig};
+use seqkd_nmt::config::TrainConfig;
+use seqkd_nmt::model::{ModelConfig, TransformerConfig};
+use seqkd_nmt::pipeline::{DistillSettings, EvalSettings, PipelineConfig, PipelineData, Recipe, Row};
 use seqkd_text::vocab::{Vocab, VocabConfig};
 
 #[derive(Debug, clap::Args)]
@@ -25,14 +28,26 @@ pub struct Args {
     #[arg(long, default_value_t = SynthConfig::default().seed)]
     pub seed: u64,
     /// Training pairs to generate.
-    #[arg(long, default_value_t = SynthConfig::default().train)]
+    #[arg(long, default_value_t = 20_000)]
     pub train: usize,
     /// Joint subword vocabulary size.
     #[arg(long, default_value_t = 2000)]
     pub vocab_size: usize,
-    /// Minutes of model training (0 skips training).
-    #[arg(long, default_value_t = 4.0)]
-    pub train_minutes: f64,
+    /// Minutes of teacher training (0 stops after the reference points, before the pipeline).
+    #[arg(long, default_value_t = 3.5)]
+    pub teacher_minutes: f64,
+    /// Minutes of training for each student trained from scratch (four of them).
+    #[arg(long, default_value_t = 1.0)]
+    pub student_minutes: f64,
+    /// Minutes of each Seq-Inter fine-tune (four of them).
+    #[arg(long, default_value_t = 0.25)]
+    pub finetune_minutes: f64,
+    /// Training pairs the Seq-Inter corpus is built from (the 35-best pass is the costliest).
+    #[arg(long, default_value_t = 3000)]
+    pub seq_inter_sentences: usize,
+    /// libtorch threads for training and decoding (0 = its default, all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: i64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -122,84 +137,90 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     writeln!(report, "\nSignatures: BLEU {} · chrF {}", bleu_cfg.signature(1), chrf_cfg.signature(1))?;
 
-    // 6) A small Transformer trained on a time budget, decoded greedily and with beam 5.
-    if args.train_minutes > 0.0 {
-        let model_dir = args.out.join("teacher");
-        let trained = train_teacher(&args, &data, &vocab_path, &model_dir)?;
-        writeln!(report, "\n6. {trained}\n")?;
-        writeln!(report, "| decoding | BLEU | chrF2 | source words/s |\n|---|---:|---:|---:|")?;
-        let loaded = seqkd_nmt::train::LoadedModel::load(&model_dir, seqkd_nmt::Device::Cpu, None)?;
-        let words: usize = corpus.test.src.iter().map(|s| s.split_whitespace().count()).sum();
-        for beam in [1, 5] {
-            let cfg = seqkd_nmt::config::DecodeConfig { beam_size: beam, ..loaded.config.decode.clone() };
-            let translator = seqkd_nmt::decode::Translator {
-                model: &loaded.model,
-                vocab: &loaded.vocab,
-                cfg,
-                device: seqkd_nmt::Device::Cpu,
-            };
-            let start = Instant::now();
-            let hyps = translator.translate_text(&corpus.test.src)?;
-            let speed = words as f64 / start.elapsed().as_secs_f64();
-            let bleu = corpus_bleu(&hyps, &corpus.test.tgt, &bleu_cfg).context("scoring")?;
-            let chrf = corpus_chrf(&hyps, &corpus.test.tgt, &chrf_cfg).context("scoring")?;
-            let name = if beam == 1 { "greedy".to_string() } else { format!("beam {beam}") };
-            writeln!(report, "| {name} | {:.2} | {:.2} | {speed:.0} |", bleu.score, chrf.score)?;
-        }
-    }
-
-    let report_path = args.out.join("report.md");
-    seqkd_text::atomic_write(&report_path, report.as_bytes())
-        .with_context(|| format!("writing {}", report_path.display()))?;
+    let preamble_path = args.out.join("demo.md");
+    seqkd_text::atomic_write(&preamble_path, report.as_bytes())
+        .with_context(|| format!("writing {}", preamble_path.display()))?;
     print!("{report}");
-    println!("\nreport written to {}", report_path.display());
+
+    // 6) The paper's experiment on this corpus: teacher, distillation, every Table 1 student, report.
+    if args.teacher_minutes > 0.0 {
+        println!("\n6. the pipeline (teacher → distill → students → evaluate → report); progress on stderr\n");
+        let cfg = pipeline_config(&args, &data);
+        start_afresh_if_changed(&args, &cfg)?;
+        let start = Instant::now();
+        seqkd_nmt::pipeline::run(&cfg, &args.out, true)?;
+        let report = std::fs::read_to_string(args.out.join("report.md")).context("reading the report")?;
+        println!("{report}");
+        println!("pipeline: {:.1} min; everything is in {}", start.elapsed().as_secs_f64() / 60.0, args.out.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
-
-/// Trains the demo's Transformer (d 128, 2+2 layers) for `args.train_minutes` on the generated corpus.
-fn train_teacher(args: &Args, data: &Path, vocab: &Path, model_dir: &Path) -> anyhow::Result<String> {
-    use seqkd_nmt::config::Config;
-    use seqkd_nmt::model::{ModelConfig, TransformerConfig};
-    let mut cfg = Config::default();
-    cfg.data.train_src = data.join("train.en");
-    cfg.data.train_tgt = data.join("train.syn");
-    cfg.data.valid_src = data.join("valid.en");
-    cfg.data.valid_tgt = data.join("valid.syn");
-    cfg.data.vocab_path = Some(vocab.to_path_buf());
-    cfg.model = ModelConfig::Transformer(TransformerConfig {
-        d_model: 128,
-        n_heads: 4,
-        d_ff: 512,
-        encoder_layers: 2,
-        decoder_layers: 2,
-        ..Default::default()
-    });
-    cfg.train.lr = 2e-3;
-    cfg.train.warmup_steps = 200;
-    cfg.train.batch_tokens = 2048;
-    cfg.train.max_epochs = 0;
-    cfg.train.max_minutes = args.train_minutes;
-    cfg.train.valid_every = 200;
-    cfg.train.valid_bleu_sentences = 200;
-    cfg.train.seed = args.seed;
-    // A rerun of the demo starts the model afresh.
-    if model_dir.exists() {
-        std::fs::remove_dir_all(model_dir).with_context(|| format!("removing {}", model_dir.display()))?;
-    }
-    let opts = seqkd_nmt::train::TrainOptions {
-        model_dir: model_dir.to_path_buf(),
-        resume: false,
-        progress: true,
-        stop_after: None,
+/// The demo's experiment: a Transformer teacher (d 256, 3+3 layers) and students a quarter of its
+/// size with a one-layer decoder (d 128, 2+1), each trained on a time budget.
+fn pipeline_config(args: &Args, data: &Path) -> PipelineConfig {
+    let transformer = |d_model, d_ff, encoder_layers, decoder_layers| {
+        ModelConfig::Transformer(TransformerConfig {
+            d_model,
+            n_heads: 4,
+            d_ff,
+            encoder_layers,
+            decoder_layers,
+            ..Default::default()
+        })
     };
-    let start = Instant::now();
-    let state = seqkd_nmt::train::train(&cfg, &opts)?;
-    Ok(format!(
-        "model: Transformer d128 2+2 layers, {} updates ({} epochs) in {:.1} min, best validation perplexity {:.2} ({})",
-        state.step,
-        state.epoch,
-        start.elapsed().as_secs_f64() / 60.0,
-        state.best_valid_ppl.unwrap_or(f64::NAN),
-        model_dir.display()
-    ))
+    let train = |lr, minutes| TrainConfig {
+        lr,
+        warmup_steps: 200,
+        batch_tokens: 2048,
+        max_epochs: 0,
+        max_minutes: minutes,
+        valid_every: 200,
+        valid_bleu_sentences: 200,
+        keep_checkpoints: 0,
+        seed: args.seed,
+        threads: args.threads,
+        ..Default::default()
+    };
+    let split = |name: &str| data.join(name);
+    PipelineConfig {
+        data: PipelineData {
+            train_src: split("train.en"),
+            train_tgt: split("train.syn"),
+            valid_src: split("valid.en"),
+            valid_tgt: split("valid.syn"),
+            test_src: split("test.en"),
+            test_tgt: split("test.syn"),
+            vocab: VocabConfig { size: args.vocab_size, ..Default::default() },
+            ..Default::default()
+        },
+        teacher: Recipe { model: transformer(256, 1024, 3, 3), train: train(1e-3, args.teacher_minutes), ..Default::default() },
+        student: Recipe { model: transformer(128, 512, 2, 1), train: train(2e-3, args.student_minutes), ..Default::default() },
+        // Fine-tuning continues from trained weights: a short warmup to a small peak, then decay.
+        finetune: TrainConfig { warmup_steps: 20, valid_every: 50, ..train(3e-4, args.finetune_minutes) },
+        distill: DistillSettings {
+            seq_inter_sentences: args.seq_inter_sentences,
+            chunk_sentences: 500,
+            ..Default::default()
+        },
+        eval: EvalSettings { threads: args.threads, ..Default::default() },
+        rows: Row::ALL.to_vec(),
+        teacher_seq_inter: false,
+    }
+}
+
+/// A rerun with the same settings skips finished stages and resumes the rest; other settings start
+/// the experiment afresh (the corpus and vocabulary are regenerated identically either way).
+fn start_afresh_if_changed(args: &Args, cfg: &PipelineConfig) -> anyhow::Result<()> {
+    let settings = format!("{args:?}\n{cfg:?}");
+    let stamp = args.out.join("demo-settings.txt");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(settings.as_str()) {
+        for dir in ["models", "distill", "eval"] {
+            let path = args.out.join(dir);
+            if path.exists() {
+                std::fs::remove_dir_all(&path).with_context(|| format!("removing {}", path.display()))?;
+            }
+        }
+        seqkd_text::atomic_write(&stamp, settings.as_bytes())?;
+    }
+    Ok(())
 }

@@ -6,6 +6,7 @@ mod check_corpus;
 mod demo;
 mod distill;
 mod gen_corpus;
+mod pipeline;
 mod score;
 mod train;
 mod translate;
@@ -39,6 +40,8 @@ enum Command {
     /// Distill a teacher: Seq-KD and Seq-Inter corpora, stored top-k for Word-KD (resumable, shardable).
     #[command(subcommand)]
     Distill(distill::Command),
+    /// Run the paper's experiment: teacher → distill → every student of Table 1 → evaluate → report.
+    Pipeline(pipeline::Args),
     /// Average the last checkpoints of a model directory into one weights file.
     Average(average::Args),
     /// Measure training and decoding speed on fixed sizes, side by side with the same model in PyTorch.
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::run(args),
         Command::Average(args) => average::run(args),
         Command::Distill(cmd) => distill::run(cmd),
+        Command::Pipeline(args) => pipeline::run(args),
         Command::Translate(args) => translate::run(args),
         Command::Bench(args) => bench::run(args),
     }

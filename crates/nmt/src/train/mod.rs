@@ -83,6 +83,9 @@ pub struct TrainState {
     /// SGD's current learning rate (halved on plateaus).
     pub sgd_lr: f64,
     pub finished: bool,
+    /// Wall-clock seconds of training over all runs (a resumed run's time budget continues from it).
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 /// A model with its variables, on a device.
@@ -108,6 +111,11 @@ impl LoadedModel {
 
     pub fn num_params(&self) -> i64 {
         self.vs.variables().values().map(|t| t.numel() as i64).sum()
+    }
+
+    /// Parameters that are not zero (what a pruned model really has).
+    pub fn num_nonzero_params(&self) -> i64 {
+        self.vs.variables().values().map(|t| t.count_nonzero(None::<i64>).int64_value(&[])).sum()
     }
 }
 
@@ -251,6 +259,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
         if t.max_steps > 0 { t.max_steps } else { t.max_epochs * batcher.epoch(t.seed, 0).len() as i64 };
     let bar = progress_bar(opts.progress, total_steps as u64, state.step as u64);
     let start = Instant::now();
+    let seconds_before = state.train_seconds;
     let (mut window_tokens, mut window_loss, mut window_start) = (0i64, 0f64, Instant::now());
     let steps_this_process_limit = opts.stop_after.map(|n| state.step + n);
     'epochs: loop {
@@ -262,7 +271,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
             if t.max_steps > 0 && state.step >= t.max_steps {
                 break 'epochs;
             }
-            if t.max_minutes > 0.0 && start.elapsed().as_secs_f64() >= 60.0 * t.max_minutes {
+            state.train_seconds = seconds_before + start.elapsed().as_secs_f64();
+            if t.max_minutes > 0.0 && state.train_seconds >= 60.0 * t.max_minutes {
                 break 'epochs;
             }
             if steps_this_process_limit.is_some_and(|limit| state.step >= limit) {
@@ -301,7 +311,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
                 let avg = window_loss / window_tokens.max(1) as f64;
                 bar.set_message(format!("loss {avg:.3} · {tok_per_s:.0} tgt tok/s · lr {lr:.2e}"));
                 log(serde_json::json!({"event": "train", "step": state.step, "epoch": state.epoch,
-                    "loss": avg, "lr": lr, "tgt_tokens_per_s": tok_per_s, "elapsed_s": start.elapsed().as_secs_f64()}))?;
+                    "loss": avg, "lr": lr, "tgt_tokens_per_s": tok_per_s, "elapsed_s": seconds_before + start.elapsed().as_secs_f64()}))?;
                 (window_tokens, window_loss, window_start) = (0, 0.0, Instant::now());
             }
             if state.step % t.valid_every == 0 {
@@ -327,6 +337,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
         validation.run(&mut state, &mut log)?;
     }
     state.finished = true;
+    state.train_seconds = seconds_before + start.elapsed().as_secs_f64();
     save_last(&opt, &state)?;
     bar.finish_and_clear();
     plot::write_loss_plot(dir).map_err(io_err(dir))?;

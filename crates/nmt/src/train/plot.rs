@@ -19,19 +19,24 @@ pub fn write_loss_plot(dir: &Path) -> std::io::Result<()> {
     }
     seqkd_text::atomic_write(
         &dir.join("loss.svg"),
-        svg(&[
-            ("train loss (label-smoothed NLL/token)", &train, "#1f77b4"),
-            ("valid log-perplexity", &valid, "#d62728"),
-        ])
+        line_chart(
+            "step",
+            "loss",
+            &[
+                ("train loss (label-smoothed NLL/token)", &train, "#1f77b4"),
+                ("valid log-perplexity", &valid, "#d62728"),
+            ],
+        )
         .as_bytes(),
     )
 }
 
 /// A named polyline: (legend, points, colour).
-type Series<'a> = (&'a str, &'a [(f64, f64)], &'a str);
+pub type Series<'a> = (&'a str, &'a [(f64, f64)], &'a str);
 
-fn svg(series: &[Series]) -> String {
-    let (w, h, m) = (640.0, 360.0, 50.0);
+/// A line chart of `series` from (0, 0), with a legend at the top left.
+pub fn line_chart(x_label: &str, y_label: &str, series: &[Series]) -> String {
+    let (w, h, m) = (720.0, 400.0, 60.0);
     let points = series.iter().flat_map(|s| s.1.iter());
     let (mut x_max, mut y_max) = (1.0f64, 0.1f64);
     for &(x, y) in points {
@@ -53,7 +58,7 @@ fn svg(series: &[Series]) -> String {
     );
     let _ = write!(
         out,
-        r#"<text x="{}" y="{}" text-anchor="middle">step (max {x_max:.0})</text><text x="10" y="{}">{y_max:.2}</text><text x="10" y="{}">0</text>"#,
+        r#"<text x="{}" y="{}" text-anchor="middle">{x_label} (max {x_max:.0})</text><text x="10" y="{}">{y_label} {y_max:.2}</text><text x="10" y="{}">0</text>"#,
         w / 2.0,
         h - 15.0,
         m,
@@ -69,8 +74,8 @@ fn svg(series: &[Series]) -> String {
         let _ = write!(
             out,
             r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
-            m + 10.0,
-            m - 20.0 + 15.0 * i as f64
+            m + 10.0 + 200.0 * (i / 4) as f64,
+            m - 35.0 + 12.0 * (i % 4) as f64
         );
     }
     out.push_str("</svg>\n");

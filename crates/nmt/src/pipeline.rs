@@ -1,0 +1,583 @@
+//! `seqkd pipeline`: the whole experiment of Kim & Rush 2016 as named, resumable stages.
+//!
+//! vocab → teacher → distill (Seq-KD corpus, Seq-Inter corpus, stored top-k) → students (one per
+//! Table 1 row) → Seq-Inter fine-tunes → evaluate → report.
+//!
+//! Every stage writes into the run directory and is skipped when its output is complete: a model
+//! directory with a `.complete` stamp, a distilled file (which appears only when complete, see
+//! [`seqkd_text::resumable`]), an evaluation JSON. An interrupted stage resumes: training from
+//! `last.safetensors`, a teacher pass from its last finished chunk. Combinations are data: each
+//! [`Row`] says which corpus its student trains on, whether Word-KD is on, and which model it
+//! starts from.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use seqkd_text::corpus::{read_lines, read_parallel, LengthFilter, LineLimits};
+use seqkd_text::vocab::{Vocab, VocabConfig};
+
+use crate::config::{Config, DataConfig, DecodeConfig, TrainConfig};
+use crate::distill::topk_store::ProbPrecision;
+use crate::distill::word_kd::{write_topk_store, TopkOptions, WordKdConfig};
+use crate::distill::{seq_inter, seq_kd, PassOptions};
+use crate::evaluate::{evaluate, Evaluation};
+use crate::model::ModelConfig;
+use crate::train::{self, LoadedModel, TrainError, TrainOptions, TrainState};
+
+/// The experiment: one TOML file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    pub data: PipelineData,
+    /// The teacher's architecture and training recipe.
+    pub teacher: Recipe,
+    /// Every student's architecture and training recipe (the same for all rows, so rows compare
+    /// methods, not models).
+    pub student: Recipe,
+    /// Seq-Inter fine-tuning, from a trained model's weights (the paper: SGD, learning rate 0.1).
+    pub finetune: TrainConfig,
+    pub distill: DistillSettings,
+    pub eval: EvalSettings,
+    /// Table 1 rows to produce; the rows they start from are added. Default: all eight.
+    pub rows: Vec<Row>,
+    /// Also fine-tune the teacher on its Seq-Inter corpus ("Teacher + Seq-Inter").
+    pub teacher_seq_inter: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineData {
+    pub train_src: PathBuf,
+    pub train_tgt: PathBuf,
+    pub valid_src: PathBuf,
+    pub valid_tgt: PathBuf,
+    pub test_src: PathBuf,
+    pub test_tgt: PathBuf,
+    /// The joint subword vocabulary every model shares (Word-KD needs one vocabulary).
+    pub vocab: VocabConfig,
+    pub filter: LengthFilter,
+}
+
+/// A model and how to train and decode it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Recipe {
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+    pub decode: DecodeConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DistillSettings {
+    /// Teacher beam for Seq-KD (the paper: 5).
+    pub seq_kd_beam: usize,
+    /// Teacher K-best for Seq-Inter (the paper: 35).
+    pub seq_inter_beam: usize,
+    /// Build the Seq-Inter corpus from the first this many training pairs (0 = all): the paper's
+    /// own shortcut, since a 35-best pass over everything is the most expensive stage.
+    pub seq_inter_sentences: usize,
+    /// Tokens per position in the stored top-k files.
+    pub top_k: usize,
+    pub precision: ProbPrecision,
+    /// Word-KD weight α (the paper: 0.5) and teacher temperature.
+    pub alpha: f64,
+    pub temperature: f64,
+    /// Sentences per resumable chunk of a teacher pass.
+    pub chunk_sentences: usize,
+}
+
+impl Default for DistillSettings {
+    fn default() -> Self {
+        Self {
+            seq_kd_beam: seq_kd::PAPER_BEAM,
+            seq_inter_beam: seq_inter::PAPER_BEAM,
+            seq_inter_sentences: 0,
+            top_k: 8,
+            precision: ProbPrecision::F16,
+            alpha: 0.5,
+            temperature: 1.0,
+            chunk_sentences: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSettings {
+    /// K of the "K = 5" columns.
+    pub beam_size: usize,
+    /// Padded source tokens per decoding batch.
+    pub batch_tokens: usize,
+    /// libtorch threads while decoding (0 = its default); the speeds are measured with them.
+    pub threads: i64,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        Self { beam_size: 5, batch_tokens: 2048, threads: 0 }
+    }
+}
+
+/// Which corpus a model trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainingData {
+    Gold,
+    SeqKd,
+    SeqInter,
+}
+
+/// The student rows of the paper's Table 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Row {
+    Baseline,
+    WordKd,
+    SeqKd,
+    BaselineSeqInter,
+    WordKdSeqInter,
+    SeqKdSeqInter,
+    SeqKdWordKd,
+    SeqKdSeqInterWordKd,
+}
+
+impl Row {
+    pub const ALL: [Row; 8] = [
+        Row::Baseline,
+        Row::WordKd,
+        Row::SeqKd,
+        Row::BaselineSeqInter,
+        Row::WordKdSeqInter,
+        Row::SeqKdSeqInter,
+        Row::SeqKdWordKd,
+        Row::SeqKdSeqInterWordKd,
+    ];
+
+    /// Directory and file name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Row::Baseline => "baseline",
+            Row::WordKd => "word-kd",
+            Row::SeqKd => "seq-kd",
+            Row::BaselineSeqInter => "baseline+seq-inter",
+            Row::WordKdSeqInter => "word-kd+seq-inter",
+            Row::SeqKdSeqInter => "seq-kd+seq-inter",
+            Row::SeqKdWordKd => "seq-kd+word-kd",
+            Row::SeqKdSeqInterWordKd => "seq-kd+seq-inter+word-kd",
+        }
+    }
+
+    /// As the paper's Table 1 writes it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Row::Baseline => "Baseline",
+            Row::WordKd => "Word-KD",
+            Row::SeqKd => "Seq-KD",
+            Row::BaselineSeqInter => "Baseline + Seq-Inter",
+            Row::WordKdSeqInter => "Word-KD + Seq-Inter",
+            Row::SeqKdSeqInter => "Seq-KD + Seq-Inter",
+            Row::SeqKdWordKd => "Seq-KD + Word-KD",
+            Row::SeqKdSeqInterWordKd => "Seq-KD + Seq-Inter + Word-KD",
+        }
+    }
+
+    /// The corpus the row trains on, whether Word-KD is on, and the row it is fine-tuned from.
+    /// "X + Seq-Inter" is X fine-tuned on the Seq-Inter corpus with X's own loss; "Seq-KD + Word-KD"
+    /// puts the teacher's soft targets along the Seq-KD targets.
+    pub fn recipe(self) -> (TrainingData, bool, Option<Row>) {
+        use TrainingData::*;
+        match self {
+            Row::Baseline => (Gold, false, None),
+            Row::WordKd => (Gold, true, None),
+            Row::SeqKd => (SeqKd, false, None),
+            Row::SeqKdWordKd => (SeqKd, true, None),
+            Row::BaselineSeqInter => (SeqInter, false, Some(Row::Baseline)),
+            Row::WordKdSeqInter => (SeqInter, true, Some(Row::WordKd)),
+            Row::SeqKdSeqInter => (SeqInter, false, Some(Row::SeqKd)),
+            Row::SeqKdSeqInterWordKd => (SeqInter, true, Some(Row::SeqKdWordKd)),
+        }
+    }
+}
+
+pub const TEACHER: &str = "teacher";
+pub const TEACHER_SEQ_INTER: &str = "teacher+seq-inter";
+/// Written into a model directory when its training stage is complete (holds the TrainState).
+pub const COMPLETE_STAMP: &str = ".complete";
+
+impl PipelineConfig {
+    pub fn load(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.into(), source })?;
+        let mut cfg: PipelineConfig = toml::from_str(&text)
+            .map_err(|e| TrainError::Other(format!("{}: {}", path.display(), e)))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let d = &mut cfg.data;
+        for p in [
+            &mut d.train_src,
+            &mut d.train_tgt,
+            &mut d.valid_src,
+            &mut d.valid_tgt,
+            &mut d.test_src,
+            &mut d.test_tgt,
+        ] {
+            if p.is_relative() && !p.as_os_str().is_empty() {
+                *p = base.join(&*p);
+            }
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The rows to run, each after the rows it starts from.
+    pub fn planned_rows(&self) -> Vec<Row> {
+        let requested: Vec<Row> = if self.rows.is_empty() { Row::ALL.to_vec() } else { self.rows.clone() };
+        let mut rows: Vec<Row> = requested.iter().flat_map(|&r| [r.recipe().2, Some(r)]).flatten().collect();
+        rows.sort_by_key(|r| Row::ALL.iter().position(|a| a == r));
+        rows.dedup();
+        // Row::ALL lists every row after the row it starts from.
+        rows
+    }
+
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Other(m));
+        let d = &self.data;
+        for (key, p) in [
+            ("data.train_src", &d.train_src),
+            ("data.train_tgt", &d.train_tgt),
+            ("data.valid_src", &d.valid_src),
+            ("data.valid_tgt", &d.valid_tgt),
+            ("data.test_src", &d.test_src),
+            ("data.test_tgt", &d.test_tgt),
+        ] {
+            if p.as_os_str().is_empty() {
+                return bad(format!("{key} is not set"));
+            }
+        }
+        let s = &self.distill;
+        if s.seq_kd_beam == 0 || s.seq_inter_beam == 0 || s.top_k == 0 || s.chunk_sentences == 0 {
+            return bad("distill.seq_kd_beam, seq_inter_beam, top_k and chunk_sentences must be >= 1".into());
+        }
+        if self.eval.beam_size == 0 || self.eval.batch_tokens == 0 {
+            return bad("eval.beam_size and eval.batch_tokens must be >= 1".into());
+        }
+        // Each stage's config must be valid before hours are spent on the stages before it.
+        let probe = |recipe: &Recipe, train: &TrainConfig, what: &str| {
+            let cfg = Config { model: recipe.model.clone(), train: train.clone(), ..Default::default() };
+            cfg.validate().map_err(|e| TrainError::Other(format!("{what}: {e}")))
+        };
+        probe(&self.teacher, &self.teacher.train, "teacher")?;
+        probe(&self.student, &self.student.train, "student")?;
+        probe(&self.student, &self.finetune, "finetune")?;
+        WordKdConfig { alpha: s.alpha, temperature: s.temperature, topk: Some("x".into()), teacher: None }
+            .validate()
+            .map_err(TrainError::Other)?;
+        Ok(())
+    }
+}
+
+/// Files of a run directory.
+struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    fn vocab(&self) -> PathBuf {
+        self.root.join("vocab.json")
+    }
+    fn model(&self, name: &str) -> PathBuf {
+        self.root.join("models").join(name)
+    }
+    fn distill(&self, file: &str) -> PathBuf {
+        self.root.join("distill").join(file)
+    }
+    fn eval(&self, name: &str) -> PathBuf {
+        self.root.join("eval").join(format!("{name}.json"))
+    }
+}
+
+/// Runs (or resumes) the pipeline into `out`; returns every model's evaluation, teacher first.
+pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evaluation>, TrainError> {
+    cfg.validate()?;
+    let run = RunDir { root: out.to_path_buf() };
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TrainError::Io { path, source }
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    seqkd_text::atomic_write(&out.join("pipeline.toml"), toml::to_string_pretty(cfg).unwrap_or_default().as_bytes())
+        .map_err(io(out))?;
+    let stage = |name: &str, done: bool| {
+        eprintln!("[pipeline] {name}{}", if done { ": done already, skipped" } else { "" });
+    };
+    let d = &cfg.data;
+
+    // 1) One joint vocabulary for every model.
+    let vocab_path = run.vocab();
+    stage("vocabulary", vocab_path.exists());
+    if !vocab_path.exists() {
+        let train = read_parallel(&d.train_src, &d.train_tgt, &LineLimits::default())?;
+        Vocab::train(train.src.iter().chain(&train.tgt), &d.vocab)?.save(&vocab_path)?;
+    }
+
+    // 2) The teacher.
+    let gold = (d.train_src.clone(), d.train_tgt.clone());
+    let teacher_dir = run.model(TEACHER);
+    train_stage(cfg, &run, TEACHER, &cfg.teacher.model, &cfg.teacher.train, &gold, None, None, progress)?;
+
+    // 3) What the teacher writes for the students.
+    let rows = cfg.planned_rows();
+    let uses = |data: TrainingData, word_kd: Option<bool>| {
+        rows.iter().any(|r| {
+            let (rd, kd, _) = r.recipe();
+            rd == data && word_kd.is_none_or(|w| w == kd)
+        })
+    };
+    let need_seq_kd = uses(TrainingData::SeqKd, None);
+    let need_seq_inter = uses(TrainingData::SeqInter, None) || cfg.teacher_seq_inter;
+    let teacher = || LoadedModel::load(&teacher_dir, crate::parse_device(&cfg.teacher.train.device).map_err(TrainError::Other)?, None);
+    let pass_opts = PassOptions { chunk_sentences: cfg.distill.chunk_sentences, progress, ..Default::default() };
+    let mut loaded_teacher: Option<LoadedModel> = None;
+    let teacher_once = |loaded: &mut Option<LoadedModel>| -> Result<(), TrainError> {
+        if loaded.is_none() {
+            set_threads(cfg.eval.threads);
+            *loaded = Some(teacher()?);
+        }
+        Ok(())
+    };
+    let decode_with = |beam: usize| DecodeConfig {
+        beam_size: beam,
+        batch_tokens: cfg.eval.batch_tokens,
+        ..cfg.teacher.decode.clone()
+    };
+
+    let seq_kd_corpus = (d.train_src.clone(), run.distill("seq-kd.tgt"));
+    if need_seq_kd {
+        stage("distill: Seq-KD corpus (teacher beam search over the training source)", seq_kd_corpus.1.exists());
+        if !seq_kd_corpus.1.exists() {
+            teacher_once(&mut loaded_teacher)?;
+            let srcs = read_lines(&d.train_src, &LineLimits::default())?;
+            let refs = read_lines(&d.train_tgt, &LineLimits::default())?;
+            let t = loaded_teacher.as_ref().expect("loaded");
+            let decode = decode_with(cfg.distill.seq_kd_beam);
+            let stats = seq_kd::seq_kd(t, &teacher_dir, &srcs, Some(&refs), &decode, &seq_kd_corpus.1, &pass_opts)?;
+            log_pass("Seq-KD", &stats);
+        }
+    }
+
+    let seq_inter_corpus = (run.distill("seq-inter.src"), run.distill("seq-inter.tgt"));
+    if need_seq_inter {
+        stage("distill: Seq-Inter corpus (teacher K-best, closest to the reference)", seq_inter_corpus.1.exists());
+        if !seq_inter_corpus.1.exists() {
+            teacher_once(&mut loaded_teacher)?;
+            let mut srcs = read_lines(&d.train_src, &LineLimits::default())?;
+            let mut refs = read_lines(&d.train_tgt, &LineLimits::default())?;
+            if cfg.distill.seq_inter_sentences > 0 {
+                srcs.truncate(cfg.distill.seq_inter_sentences);
+                refs.truncate(cfg.distill.seq_inter_sentences);
+            }
+            write_lines(&seq_inter_corpus.0, &srcs)?;
+            write_lines(&run.distill("seq-inter.ref"), &refs)?;
+            let t = loaded_teacher.as_ref().expect("loaded");
+            let decode = decode_with(cfg.distill.seq_inter_beam);
+            let stats =
+                seq_inter::seq_inter(t, &teacher_dir, &srcs, &refs, &decode, &seq_inter_corpus.1, &pass_opts)?;
+            log_pass("Seq-Inter", &stats);
+        }
+    }
+
+    // Stored top-k along each corpus a Word-KD row trains on.
+    let corpus_of = |data: TrainingData| match data {
+        TrainingData::Gold => (gold.clone(), "topk-gold.bin"),
+        TrainingData::SeqKd => (seq_kd_corpus.clone(), "topk-seq-kd.bin"),
+        TrainingData::SeqInter => (seq_inter_corpus.clone(), "topk-seq-inter.bin"),
+    };
+    for data in [TrainingData::Gold, TrainingData::SeqKd, TrainingData::SeqInter] {
+        if !uses(data, Some(true)) {
+            continue;
+        }
+        let ((src, tgt), file) = corpus_of(data);
+        let store = run.distill(file);
+        stage(&format!("distill: stored top-{} teacher distributions for {file}", cfg.distill.top_k), store.exists());
+        if !store.exists() {
+            teacher_once(&mut loaded_teacher)?;
+            let srcs = read_lines(&src, &LineLimits::default())?;
+            let tgts = read_lines(&tgt, &LineLimits::default())?;
+            let topk = TopkOptions {
+                k: cfg.distill.top_k,
+                temperature: cfg.distill.temperature,
+                precision: cfg.distill.precision,
+                batch_tokens: cfg.eval.batch_tokens.max(1024),
+            };
+            let t = loaded_teacher.as_ref().expect("loaded");
+            let stats = write_topk_store(t, &teacher_dir, &srcs, &tgts, &topk, &store, &pass_opts)?;
+            log_pass("top-k", &stats);
+        }
+    }
+    drop(loaded_teacher);
+
+    // 4) The students, each after the row it starts from; then the teacher's own Seq-Inter fine-tune.
+    for &row in &rows {
+        let (data, word_kd, init) = row.recipe();
+        let ((src, tgt), file) = corpus_of(data);
+        let kd = word_kd.then(|| WordKdConfig {
+            alpha: cfg.distill.alpha,
+            temperature: cfg.distill.temperature,
+            teacher: None,
+            topk: Some(run.distill(file)),
+        });
+        let (train_cfg, init_dir) = match init {
+            Some(from) => (&cfg.finetune, Some(run.model(from.name()))),
+            None => (&cfg.student.train, None),
+        };
+        train_stage(cfg, &run, row.name(), &cfg.student.model, train_cfg, &(src, tgt), kd, init_dir, progress)?;
+    }
+    if cfg.teacher_seq_inter {
+        let finetune = &cfg.finetune;
+        let init = Some(teacher_dir.clone());
+        train_stage(cfg, &run, TEACHER_SEQ_INTER, &cfg.teacher.model, finetune, &seq_inter_corpus, None, init, progress)?;
+    }
+
+    // 5) Evaluate every model on the test set.
+    let mut names = vec![TEACHER.to_string()];
+    if cfg.teacher_seq_inter {
+        names.push(TEACHER_SEQ_INTER.into());
+    }
+    names.extend(rows.iter().map(|r| r.name().to_string()));
+    let test = read_parallel(&d.test_src, &d.test_tgt, &LineLimits::default())?;
+    let mut evaluations = Vec::new();
+    set_threads(cfg.eval.threads);
+    for name in &names {
+        let path = run.eval(name);
+        stage(&format!("evaluate {name}"), path.exists());
+        let evaluation = if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+            serde_json::from_str(&text).map_err(|e| TrainError::Other(format!("{}: {e}", path.display())))?
+        } else {
+            let device = crate::parse_device(&cfg.student.train.device).map_err(TrainError::Other)?;
+            let model = LoadedModel::load(&run.model(name), device, None)?;
+            let decode = DecodeConfig {
+                beam_size: cfg.eval.beam_size,
+                batch_tokens: cfg.eval.batch_tokens,
+                ..model.config.decode.clone()
+            };
+            let e = evaluate(name, &model, &test.src, &test.tgt, &decode)?;
+            std::fs::create_dir_all(path.parent().expect("eval dir")).map_err(io(&path))?;
+            write_lines(&path.with_extension("greedy.txt"), &e.greedy_output)?;
+            write_lines(&path.with_extension(format!("beam{}.txt", cfg.eval.beam_size)), &e.beam_output)?;
+            let json = serde_json::to_string_pretty(&e).expect("serializable");
+            seqkd_text::atomic_write(&path, json.as_bytes()).map_err(io(&path))?;
+            e
+        };
+        evaluations.push(evaluation);
+    }
+
+    // 6) The report.
+    stage("report", false);
+    crate::report::write(out, cfg, &evaluations)?;
+    Ok(evaluations)
+}
+
+fn set_threads(threads: i64) {
+    if threads > 0 {
+        tch::set_num_threads(threads as i32);
+    }
+}
+
+fn log_pass(what: &str, stats: &crate::distill::PassStats) {
+    eprintln!(
+        "[pipeline] {what}: {} sentences in {:.1}s ({:.1} sentences/s) → {}",
+        stats.processed,
+        stats.seconds,
+        stats.sentences_per_second(),
+        stats.output.display()
+    );
+}
+
+fn write_lines(path: &Path, lines: &[String]) -> Result<(), TrainError> {
+    let mut text = lines.join("\n");
+    text.push('\n');
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.into(), source })?;
+    }
+    seqkd_text::atomic_write(path, text.as_bytes()).map_err(|source| TrainError::Io { path: path.into(), source })
+}
+
+/// Trains (or resumes, or skips) the model `name` on `(src, tgt)`.
+#[allow(clippy::too_many_arguments)]
+fn train_stage(
+    cfg: &PipelineConfig,
+    run: &RunDir,
+    name: &str,
+    model: &ModelConfig,
+    train_cfg: &TrainConfig,
+    (src, tgt): &(PathBuf, PathBuf),
+    word_kd: Option<WordKdConfig>,
+    init: Option<PathBuf>,
+    progress: bool,
+) -> Result<TrainState, TrainError> {
+    let dir = run.model(name);
+    let stamp = dir.join(COMPLETE_STAMP);
+    if let Ok(text) = std::fs::read_to_string(&stamp) {
+        eprintln!("[pipeline] train {name}: done already, skipped");
+        return serde_json::from_str(&text).map_err(|e| TrainError::Other(format!("{}: {e}", stamp.display())));
+    }
+    let what = match (&init, &word_kd) {
+        (Some(from), _) => format!("fine-tune {name} from {}", from.display()),
+        (None, Some(_)) => format!("train {name} (with Word-KD)"),
+        (None, None) => format!("train {name}"),
+    };
+    eprintln!("[pipeline] {what} on {}", tgt.display());
+    let d = &cfg.data;
+    let config = Config {
+        data: DataConfig {
+            train_src: src.clone(),
+            train_tgt: tgt.clone(),
+            valid_src: d.valid_src.clone(),
+            valid_tgt: d.valid_tgt.clone(),
+            vocab: d.vocab.clone(),
+            vocab_path: Some(run.vocab()),
+            filter: d.filter.clone(),
+        },
+        model: model.clone(),
+        train: TrainConfig { init, ..train_cfg.clone() },
+        decode: if name.starts_with(TEACHER) { cfg.teacher.decode.clone() } else { cfg.student.decode.clone() },
+        word_kd,
+    };
+    let start = Instant::now();
+    let opts = TrainOptions { model_dir: dir.clone(), resume: true, progress, stop_after: None };
+    let state = train::train(&config, &opts)?;
+    eprintln!(
+        "[pipeline] {name}: {} updates, best validation perplexity {:.2} ({:.1} min in this run)",
+        state.step,
+        state.best_valid_ppl.unwrap_or(f64::NAN),
+        start.elapsed().as_secs_f64() / 60.0
+    );
+    let json = serde_json::to_string(&state).expect("serializable");
+    seqkd_text::atomic_write(&stamp, json.as_bytes()).map_err(|source| TrainError::Io { path: stamp, source })?;
+    Ok(state)
+}
+
+/// The training state a model directory's stamp records (None when the stage has not finished).
+pub fn completed_state(model_dir: &Path) -> Option<TrainState> {
+    let text = std::fs::read_to_string(model_dir.join(COMPLETE_STAMP)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn planned_rows_put_every_row_after_the_one_it_starts_from() {
+        let cfg = PipelineConfig { rows: vec![Row::SeqKdSeqInterWordKd, Row::Baseline], ..Default::default() };
+        assert_eq!(cfg.planned_rows(), vec![Row::Baseline, Row::SeqKdWordKd, Row::SeqKdSeqInterWordKd]);
+        let all = PipelineConfig::default().planned_rows();
+        assert_eq!(all.len(), 8);
+        for (i, row) in all.iter().enumerate() {
+            if let Some(from) = row.recipe().2 {
+                assert!(all[..i].contains(&from), "{row:?} before {from:?}");
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The paper's report, computed from a pipeline run: Table 1 (BLEU K=1/K=5, Δ against the baseline
+//! student, perplexity, mode mass), Table 2 (decoding speed and parameters), whether each of the
+//! paper's claims held in this run, and two plots (validation curves; BLEU against speed).
+//!
+//! Written as `report.md`, `report.json`, `curves.svg` and `bleu-speed.svg` in the run directory.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::evaluate::Evaluation;
+use crate::pipeline::{completed_state, PipelineConfig, Row, TEACHER, TEACHER_SEQ_INTER};
+use crate::train::{plot, TrainError};
+
+/// One of the paper's findings, checked against this run's numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Claim {
+    pub claim: String,
+    /// None when a model it needs was not run.
+    pub held: Option<bool>,
+    pub evidence: String,
+}
+
+/// The claims of Kim & Rush 2016 that a run can test (§5 and Tables 1–2).
+pub fn claims(evals: &[Evaluation]) -> Vec<Claim> {
+    let get = |name: &str| evals.iter().find(|e| e.name == name);
+    let (teacher, baseline, seq_kd) = (get(TEACHER), get(Row::Baseline.name()), get(Row::SeqKd.name()));
+    let students = || evals.iter().filter(|e| !e.name.starts_with(TEACHER));
+    let mut out = Vec::new();
+    let mut claim = |text: &str, held: Option<bool>, evidence: String| {
+        out.push(Claim { claim: text.into(), held, evidence });
+    };
+    let missing = || "not run".to_string();
+    match (seq_kd, baseline) {
+        (Some(s), Some(b)) => claim(
+            "Seq-KD student with greedy search ≥ baseline student with beam search",
+            Some(s.bleu_greedy >= b.bleu_beam),
+            format!("{:.2} vs {:.2} BLEU", s.bleu_greedy, b.bleu_beam),
+        ),
+        _ => claim("Seq-KD student with greedy search ≥ baseline student with beam search", None, missing()),
+    }
+    match seq_kd {
+        Some(s) => claim(
+            "Seq-KD student barely needs beam search (beam − greedy ≤ 0.3 BLEU)",
+            Some(s.bleu_beam - s.bleu_greedy <= 0.3),
+            format!("beam {:.2} − greedy {:.2} = {:+.2}", s.bleu_beam, s.bleu_greedy, s.bleu_beam - s.bleu_greedy),
+        ),
+        None => claim("Seq-KD student barely needs beam search (beam − greedy ≤ 0.3 BLEU)", None, missing()),
+    }
+    let best = students().max_by(|a, b| a.bleu_beam.total_cmp(&b.bleu_beam));
+    match (best, teacher) {
+        (Some(s), Some(t)) => claim(
+            "the best student is within 1.0 BLEU of the teacher (beam)",
+            Some(s.bleu_beam >= t.bleu_beam - 1.0),
+            format!("{} {:.2} vs teacher {:.2} ({:+.2})", s.name, s.bleu_beam, t.bleu_beam, s.bleu_beam - t.bleu_beam),
+        ),
+        _ => claim("the best student is within 1.0 BLEU of the teacher (beam)", None, missing()),
+    }
+    match (seq_kd, teacher) {
+        (Some(s), Some(t)) => {
+            let ratio = s.words_per_s_greedy / t.words_per_s_beam.max(1e-9);
+            claim(
+                "Seq-KD student with greedy search is ≥ 10× faster than the teacher with beam search",
+                Some(ratio >= 10.0),
+                format!("{:.0} vs {:.0} source words/s ({ratio:.1}×)", s.words_per_s_greedy, t.words_per_s_beam),
+            )
+        }
+        _ => claim("Seq-KD student with greedy search is ≥ 10× faster than the teacher with beam search", None, missing()),
+    }
+    match (seq_kd, baseline) {
+        (Some(s), Some(b)) => {
+            let ratio = s.mode_mass / b.mode_mass.max(1e-12);
+            claim(
+                "Seq-KD puts much more probability on its beam output than the baseline (p(t=ŷ) ≥ 2×)",
+                Some(ratio >= 2.0),
+                format!("{:.1}% vs {:.1}% ({ratio:.1}×)", 100.0 * s.mode_mass, 100.0 * b.mode_mass),
+            )
+        }
+        _ => claim("Seq-KD puts much more probability on its beam output than the baseline (p(t=ŷ) ≥ 2×)", None, missing()),
+    }
+    out
+}
+
+fn label(name: &str) -> String {
+    match name {
+        TEACHER => "Teacher".into(),
+        TEACHER_SEQ_INTER => "Teacher + Seq-Inter".into(),
+        _ => Row::ALL.iter().find(|r| r.name() == name).map(|r| r.label().to_string()).unwrap_or(name.into()),
+    }
+}
+
+/// Writes the report files into `out` and returns the Markdown.
+pub fn write(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> Result<String, TrainError> {
+    let md = markdown(out, cfg, evals);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TrainError::Io { path, source }
+    };
+    let json = serde_json::json!({ "models": evals, "claims": claims(evals) });
+    for (file, bytes) in [
+        ("report.md", md.clone().into_bytes()),
+        ("report.json", serde_json::to_vec_pretty(&json).expect("serializable")),
+        ("curves.svg", curves(out, evals).into_bytes()),
+        ("bleu-speed.svg", bleu_speed(evals).into_bytes()),
+    ] {
+        let path = out.join(file);
+        seqkd_text::atomic_write(&path, &bytes).map_err(io(&path))?;
+    }
+    Ok(md)
+}
+
+fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
+    let mut md = String::new();
+    let baseline = evals.iter().find(|e| e.name == Row::Baseline.name());
+    let teacher = evals.iter().find(|e| e.name == TEACHER);
+    let k = cfg.eval.beam_size;
+    let n = evals.first().map(|e| e.sentences).unwrap_or(0);
+    let _ = writeln!(md, "# Sequence-level knowledge distillation: results\n");
+    let _ = writeln!(
+        md,
+        "Test set: {} ({n} sentences). BLEU is sacrebleu-exact (13a, detokenized); K is the beam size; \
+         Δ is against the baseline student; PPL is the perplexity of the test references; p(t=ŷ) is \
+         the mean probability a model gives its own K={k} output.\n",
+        cfg.data.test_tgt.display()
+    );
+    let _ = writeln!(md, "## Table 1: BLEU\n");
+    let _ = writeln!(md, "| Model | BLEU K=1 | Δ K=1 | BLEU K={k} | Δ K={k} | PPL | p(t=ŷ) | updates | train min |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for e in evals {
+        let delta = |v: f64, base: Option<f64>| match base {
+            Some(b) if !e.name.starts_with(TEACHER) => format!("{:+.2}", v - b),
+            _ => "".into(),
+        };
+        let state = completed_state(&out.join("models").join(&e.name));
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} | {} | {:.2} | {} | {:.2} | {:.1}% | {} | {} |",
+            label(&e.name),
+            e.bleu_greedy,
+            delta(e.bleu_greedy, baseline.map(|b| b.bleu_greedy)),
+            e.bleu_beam,
+            delta(e.bleu_beam, baseline.map(|b| b.bleu_beam)),
+            e.ppl,
+            100.0 * e.mode_mass,
+            state.as_ref().map(|s| s.step.to_string()).unwrap_or_default(),
+            state.as_ref().map(|s| format!("{:.1}", s.train_seconds / 60.0)).unwrap_or_default(),
+        );
+    }
+    let threads = evals.first().map(|e| e.threads).unwrap_or(0);
+    let _ = writeln!(
+        md,
+        "\n## Table 2: decoding speed\n\nSource words per second on the test set, batched, {threads} CPU thread(s).\n"
+    );
+    let _ = writeln!(md, "| Model | params | words/s K=1 | words/s K={k} | K=1 vs teacher K={k} |");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+    for e in evals {
+        let speedup = teacher.map(|t| e.words_per_s_greedy / t.words_per_s_beam.max(1e-9));
+        let _ = writeln!(
+            md,
+            "| {} | {:.2}M | {:.0} | {:.0} | {} |",
+            label(&e.name),
+            e.params as f64 / 1e6,
+            e.words_per_s_greedy,
+            e.words_per_s_beam,
+            speedup.map(|s| format!("{s:.1}×")).unwrap_or_default()
+        );
+    }
+    let _ = writeln!(md, "\n## The paper's claims in this run\n");
+    let _ = writeln!(md, "| Claim | Held | Evidence |\n|---|---|---|");
+    for c in claims(evals) {
+        let held = match c.held {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        let _ = writeln!(md, "| {} | {held} | {} |", c.claim, c.evidence);
+    }
+    let _ = writeln!(
+        md,
+        "\nPlots: `curves.svg` (validation BLEU while training), `bleu-speed.svg` (BLEU against speed). \
+         Models, distilled corpora and translations are under `models/`, `distill/` and `eval/`."
+    );
+    md
+}
+
+const COLOURS: [&str; 10] =
+    ["#000000", "#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+
+/// Validation BLEU (greedy, on the validation subset) against updates, one line per model.
+fn curves(out: &Path, evals: &[Evaluation]) -> String {
+    let series: Vec<(String, Vec<(f64, f64)>)> = evals
+        .iter()
+        .map(|e| {
+            let text = std::fs::read_to_string(out.join("models").join(&e.name).join(crate::train::METRICS_FILE))
+                .unwrap_or_default();
+            let points = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|v| v["event"] == "valid")
+                .filter_map(|v| Some((v["step"].as_f64()?, v["bleu_greedy"].as_f64()?)))
+                .collect();
+            (label(&e.name), points)
+        })
+        .collect();
+    let refs: Vec<plot::Series> =
+        series.iter().enumerate().map(|(i, (n, p))| (n.as_str(), p.as_slice(), COLOURS[i % COLOURS.len()])).collect();
+    plot::line_chart("update", "validation BLEU (greedy)", &refs)
+}
+
+/// BLEU against source words/s (log scale), K=1 as dots and K=5 as squares.
+fn bleu_speed(evals: &[Evaluation]) -> String {
+    let (w, h, m) = (720.0, 420.0, 60.0);
+    let speeds = evals.iter().flat_map(|e| [e.words_per_s_greedy, e.words_per_s_beam]).filter(|s| *s > 0.0);
+    let (lo, hi) = speeds.fold((f64::MAX, 1.0f64), |(lo, hi), s| (lo.min(s), hi.max(s)));
+    let (lo, hi) = ((lo.min(hi) * 0.8).log10(), (hi * 1.25).log10());
+    let y_max = evals.iter().flat_map(|e| [e.bleu_greedy, e.bleu_beam]).fold(1.0f64, f64::max) * 1.1;
+    let sx = |s: f64| m + (s.max(1e-9).log10() - lo) / (hi - lo).max(1e-9) * (w - 2.0 * m);
+    let sy = |b: f64| h - m - b / y_max * (h - 2.0 * m);
+    let mut svg = format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
+    );
+    let _ = write!(
+        svg,
+        r#"<line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{}" stroke="black"/><text x="{}" y="{}" text-anchor="middle">source words/s (log scale; ● K=1, ■ K=beam)</text><text x="12" y="{m}">BLEU {y_max:.0}</text><text x="{m}" y="{}" text-anchor="middle">{:.0}</text><text x="{}" y="{}" text-anchor="middle">{:.0}</text>"#,
+        h - m,
+        w - m,
+        h - m,
+        h - m,
+        w / 2.0,
+        h - 15.0,
+        h - m + 15.0,
+        10f64.powf(lo),
+        w - m,
+        h - m + 15.0,
+        10f64.powf(hi)
+    );
+    for (i, e) in evals.iter().enumerate() {
+        let c = COLOURS[i % COLOURS.len()];
+        let (x1, y1, x5, y5) =
+            (sx(e.words_per_s_greedy), sy(e.bleu_greedy), sx(e.words_per_s_beam), sy(e.bleu_beam));
+        let _ = write!(
+            svg,
+            r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x5:.1}" y2="{y5:.1}" stroke="{c}" stroke-dasharray="3,2"/><circle cx="{x1:.1}" cy="{y1:.1}" r="4" fill="{c}"/><rect x="{:.1}" y="{:.1}" width="8" height="8" fill="{c}"/><text x="{:.1}" y="{:.1}" fill="{c}">{}</text>"#,
+            x5 - 4.0,
+            y5 - 4.0,
+            x1 + 6.0,
+            y1 - 6.0,
+            label(&e.name)
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(name: &str, greedy: f64, beam: f64, wps1: f64, wps5: f64, mass: f64) -> Evaluation {
+        Evaluation {
+            name: name.into(),
+            bleu_greedy: greedy,
+            bleu_beam: beam,
+            words_per_s_greedy: wps1,
+            words_per_s_beam: wps5,
+            mode_mass: mass,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn claims_are_computed_from_the_numbers() {
+        let evals = vec![
+            eval(TEACHER, 30.0, 31.0, 300.0, 100.0, 0.01),
+            eval("baseline", 27.0, 28.0, 2000.0, 500.0, 0.02),
+            eval("seq-kd", 29.0, 29.2, 1500.0, 400.0, 0.10),
+        ];
+        let held: Vec<Option<bool>> = claims(&evals).iter().map(|c| c.held).collect();
+        // 29.0 ≥ 28.0; 0.2 ≤ 0.3; 29.2 < 31.0 − 1.0; 1500/100 = 15×; 0.10/0.02 = 5×.
+        assert_eq!(held, vec![Some(true), Some(true), Some(false), Some(true), Some(true)]);
+        let held: Vec<Option<bool>> = claims(&evals[..2]).iter().map(|c| c.held).collect();
+        assert_eq!(held, vec![None, None, Some(false), None, None]);
+    }
+}
