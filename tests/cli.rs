@@ -135,24 +135,48 @@ fn vocab_train_encode_decode_round_trip_on_multi30k() {
 }
 
 #[test]
-fn demo_runs_on_a_small_corpus() {
+fn demo_runs_the_pipeline_and_prints_the_report_with_computed_claims() {
     let dir = tempfile::tempdir().unwrap();
     let out = seqkd(&[
         "demo",
         "--out",
         p(dir.path()),
         "--train",
-        "2000",
-        "--vocab-size",
         "600",
-        "--train-minutes",
-        "0.1",
+        "--valid",
+        "60",
+        "--test",
+        "80",
+        "--vocab-size",
+        "400",
+        "--teacher-steps",
+        "12",
+        "--student-steps",
+        "8",
+        "--finetune-steps",
+        "4",
+        "--seq-inter-sentences",
+        "40",
+        "--threads",
+        "1",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    let preamble = std::fs::read_to_string(dir.path().join("demo.md")).unwrap();
+    assert!(preamble.contains("encode→decode gives back 160/160"), "{preamble}");
+    assert!(preamble.contains("| source copied"), "{preamble}");
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
-    assert!(report.contains("encode→decode gives back 2000/2000"), "{report}");
-    assert!(report.contains("| source copied"), "{report}");
-    assert!(report.contains("| greedy |") && report.contains("| beam 5 |"), "{report}");
+    for row in ["| Teacher |", "| Baseline |", "| Seq-KD + Seq-Inter + Word-KD |", "| Word-KD + Seq-Inter |"]
+    {
+        assert!(report.contains(row), "{row} missing from\n{report}");
+    }
+    assert!(stdout(&out).contains("## The paper's claims in this run"), "{}", stdout(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["models"].as_array().unwrap().len(), 9);
+    assert!(json["claims"].as_array().unwrap().iter().all(|c| c["held"].is_boolean()), "{json}");
+    for file in ["curves.svg", "bleu-speed.svg", "eval/seq-kd.greedy.txt", "distill/topk-gold.bin"] {
+        assert!(dir.path().join(file).exists(), "{file} missing");
+    }
 }
 
 /// A tiny training config over a generated corpus in `dir`.
@@ -225,19 +249,8 @@ fn training_killed_with_sigkill_and_resumed_equals_an_uninterrupted_run() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     // Start run b, SIGKILL it once it has written a checkpoint mid-run, then resume.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_seqkd"))
-        .args(["train", "--config", p(&config), "--model-dir", p(&b), "--quiet"])
-        .spawn()
-        .unwrap();
     let ckpt = b.join("last.safetensors");
-    let start = std::time::Instant::now();
-    while !ckpt.exists() {
-        assert!(start.elapsed().as_secs() < 120, "no checkpoint written");
-        assert!(child.try_wait().unwrap().is_none(), "run finished before it could be killed");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
+    kill_when_exists(&["train", "--config", p(&config), "--model-dir", p(&b), "--quiet"], &ckpt);
     let again = seqkd(&["train", "--config", p(&config), "--model-dir", p(&b)]);
     assert!(again.status.code() == Some(2) && stderr(&again).contains("--resume"), "{}", stderr(&again));
     let resumed = seqkd(&["train", "--config", p(&config), "--model-dir", p(&b), "--resume", "--quiet"]);
@@ -285,24 +298,25 @@ fn tiny_teacher(dir: &Path, name: &str, steps: i64) -> PathBuf {
     m
 }
 
-/// Waits until a resumable pass has recorded `chunks` chunks, then SIGKILLs it.
-fn kill_after_chunks(mut child: std::process::Child, progress: &Path, chunks: usize) {
+/// SIGKILLs `child` as soon as `ready()` holds; fails if it exits first.
+fn kill_when(mut child: std::process::Child, what: &str, ready: impl Fn() -> bool) {
     let start = std::time::Instant::now();
-    loop {
-        let done = std::fs::read_to_string(progress)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["chunks_done"].as_u64())
-            .unwrap_or(0);
-        if done as usize >= chunks {
-            break;
-        }
-        assert!(start.elapsed().as_secs() < 120, "no progress recorded");
-        assert!(child.try_wait().unwrap().is_none(), "the pass finished before it could be killed");
+    while !ready() {
+        assert!(start.elapsed().as_secs() < 300, "{what}: never happened");
+        assert!(child.try_wait().unwrap().is_none(), "finished before {what}");
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    child.kill().unwrap();
+    child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
+}
+
+/// Chunks a resumable pass has recorded in its `.progress` file.
+fn chunks_done(progress: &Path) -> u64 {
+    std::fs::read_to_string(progress)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["chunks_done"].as_u64())
+        .unwrap_or(0)
 }
 
 #[test]
@@ -328,7 +342,8 @@ fn seq_kd_killed_and_rerun_and_sharded_all_equal_the_uninterrupted_output() {
     // Killed after 3 of its 20 chunks, then rerun: the same file, no line lost or repeated.
     let killed = dir.path().join("killed.syn");
     let child = Command::new(env!("CARGO_BIN_EXE_seqkd")).args(pass(&killed, &[])).spawn().unwrap();
-    kill_after_chunks(child, &dir.path().join("killed.syn.progress"), 3);
+    let progress = dir.path().join("killed.syn.progress");
+    kill_when(child, "3 chunks", || chunks_done(&progress) >= 3);
     assert!(!killed.exists(), "an interrupted pass must not leave a complete-looking output");
     let rerun = seqkd(&pass(&killed, &[]).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(rerun.status.success(), "{}", stderr(&rerun));
@@ -349,7 +364,8 @@ fn seq_kd_killed_and_rerun_and_sharded_all_equal_the_uninterrupted_output() {
     // Another beam size cannot append to an unfinished pass of beam 5.
     let child =
         Command::new(env!("CARGO_BIN_EXE_seqkd")).args(pass(&killed.with_extension("b"), &[])).spawn();
-    kill_after_chunks(child.unwrap(), &dir.path().join("killed.b.progress"), 1);
+    let progress = dir.path().join("killed.b.progress");
+    kill_when(child.unwrap(), "1 chunk", || chunks_done(&progress) >= 1);
     let other = seqkd(
         &pass(&killed.with_extension("b"), &["--beam", "2"]).iter().map(String::as_str).collect::<Vec<_>>(),
     );
@@ -427,4 +443,115 @@ fn word_kd_from_a_full_top_k_store_equals_the_live_teacher_and_trains() {
     let bad = seqkd(&["train", "--config", p(&config), "--model-dir", p(&dir.path().join("s2")), "--quiet"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("train.topk") && stderr(&bad).contains("sentences"), "{}", stderr(&bad));
+}
+
+/// A pipeline config over the tiny generated corpus: every stage, bounded by steps (deterministic).
+fn tiny_pipeline_setup(dir: &Path) -> PathBuf {
+    tiny_training_setup(dir, 1);
+    let config = dir.join("pipeline.toml");
+    let transformer = |d: usize, dec: usize| {
+        format!("arch = \"transformer\"\nd_model = {d}\nn_heads = 2\nd_ff = {}\nencoder_layers = 1\ndecoder_layers = {dec}\n", 2 * d)
+    };
+    let train = |steps: usize| {
+        format!(
+            "lr = 3e-3\nwarmup_steps = 5\nbatch_tokens = 256\nmax_epochs = 0\nmax_steps = {steps}\nvalid_every = 10\n\
+             checkpoint_every = 3\nvalid_bleu_sentences = 5\nkeep_checkpoints = 0\nthreads = 1\n"
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[data]
+train_src = "data/train.en"
+train_tgt = "data/train.syn"
+valid_src = "data/valid.en"
+valid_tgt = "data/valid.syn"
+test_src = "data/test.en"
+test_tgt = "data/test.syn"
+vocab = {{ kind = "bpe", size = 300, min_frequency = 2 }}
+
+[teacher.model]
+{}
+[teacher.train]
+{}
+[student.model]
+{}
+[student.train]
+{}
+[finetune]
+{}
+[distill]
+seq_kd_beam = 3
+seq_inter_beam = 6
+seq_inter_sentences = 100
+top_k = 4
+chunk_sentences = 50
+
+[eval]
+threads = 1
+"#,
+            transformer(32, 1),
+            train(30),
+            transformer(16, 1),
+            train(20),
+            train(10)
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Spawns `seqkd args`, SIGKILLs it as soon as `path` exists.
+fn kill_when_exists(args: &[&str], path: &Path) {
+    let child =
+        Command::new(env!("CARGO_BIN_EXE_seqkd")).args(args).stderr(std::process::Stdio::null()).spawn();
+    kill_when(child.unwrap(), &path.display().to_string(), || path.exists());
+}
+
+#[test]
+fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_pipeline_setup(dir.path());
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let run = |out: &Path| seqkd(&["pipeline", "--config", p(&config), "--out", p(out), "--quiet"]);
+    let done = run(&a);
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(stdout(&done).contains("| Seq-KD + Seq-Inter + Word-KD |"), "{}", stdout(&done));
+
+    // Killed during the Seq-KD teacher pass, then while a student trains; then run to the end.
+    let args = ["pipeline", "--config", p(&config), "--out", p(&b), "--quiet"];
+    kill_when_exists(&args, &b.join("distill/seq-kd.tgt.progress"));
+    kill_when_exists(&args, &b.join("models/word-kd/last.safetensors"));
+    let rerun = run(&b);
+    assert!(rerun.status.success(), "{}", stderr(&rerun));
+    assert!(stderr(&rerun).contains("train teacher: done already, skipped"), "{}", stderr(&rerun));
+
+    let read =
+        |path: PathBuf| std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    for file in ["seq-kd.tgt", "seq-inter.tgt"] {
+        assert_eq!(read(b.join("distill").join(file)), read(a.join("distill").join(file)), "{file}");
+    }
+    // The same records and index; the header names the teacher's directory, which differs by a/b.
+    let store = |dir: &Path| {
+        let mut bytes = std::fs::read(dir.join("distill/topk-gold.bin")).unwrap();
+        let name = format!("{}/models", p(dir)).into_bytes();
+        let at = bytes.windows(name.len()).rposition(|w| w == name).expect("teacher path in the header");
+        bytes.splice(at..at + name.len(), *b"RUN/models");
+        bytes
+    };
+    assert!(store(&b) == store(&a), "the top-k stores differ");
+    let names = ["teacher", "baseline", "word-kd", "seq-kd", "seq-kd+word-kd", "seq-kd+seq-inter+word-kd"];
+    for name in names {
+        for kind in ["greedy.txt", "beam5.txt"] {
+            let file = format!("eval/{name}.{kind}");
+            assert_eq!(read(b.join(&file)), read(a.join(&file)), "{file}");
+        }
+        let bleu = |dir: &Path| {
+            let v: serde_json::Value =
+                serde_json::from_str(&read(dir.join(format!("eval/{name}.json")))).unwrap();
+            (v["bleu_greedy"].as_f64(), v["bleu_beam"].as_f64(), v["ppl"].as_f64())
+        };
+        assert_eq!(bleu(&b), bleu(&a), "{name}");
+    }
 }

@@ -2,6 +2,7 @@
 
 mod average;
 mod bench;
+mod bench_kd;
 mod check_corpus;
 mod demo;
 mod distill;
@@ -46,6 +47,8 @@ enum Command {
     Average(average::Args),
     /// Measure training and decoding speed on fixed sizes, side by side with the same model in PyTorch.
     Bench(bench::Args),
+    /// Measure distillation's costs with a real teacher: Seq-KD pass batched vs one by one, top-k size, Word-KD training speed.
+    BenchKd(bench_kd::Args),
     /// Train, apply or invert a joint subword vocabulary.
     #[command(subcommand)]
     Vocab(vocab::Command),
@@ -72,5 +75,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pipeline(args) => pipeline::run(args),
         Command::Translate(args) => translate::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::BenchKd(args) => bench_kd::run(args),
     }
 }

@@ -173,11 +173,9 @@ impl Config {
         }
         let kd = self.word_kd.as_mut();
         let kd_paths = kd.into_iter().flat_map(|kd| [&mut kd.teacher, &mut kd.topk]);
-        for v in [&mut self.data.vocab_path, &mut self.train.init].into_iter().chain(kd_paths) {
-            if let Some(v) = v {
-                if v.is_relative() {
-                    *v = base.join(&*v);
-                }
+        for v in [&mut self.data.vocab_path, &mut self.train.init].into_iter().chain(kd_paths).flatten() {
+            if v.is_relative() {
+                *v = base.join(&*v);
             }
         }
     }

@@ -11,10 +11,10 @@ pub mod config;
 pub mod decode;
 pub mod distill;
 pub mod evaluate;
-pub mod pipeline;
-pub mod report;
 pub mod loss;
 pub mod model;
+pub mod pipeline;
+pub mod report;
 pub mod train;
 
 pub use tch::Device;

@@ -33,6 +33,9 @@ pub struct PipelineConfig {
     pub data: PipelineData,
     /// The teacher's architecture and training recipe.
     pub teacher: Recipe,
+    /// Distill an already trained teacher (a `seqkd train` model directory) instead of training
+    /// one: `[teacher]` is then ignored but for `decode`, and the teacher's vocabulary becomes the run's.
+    pub teacher_model: Option<PathBuf>,
     /// Every student's architecture and training recipe (the same for all rows, so rows compare
     /// methods, not models).
     pub student: Recipe,
@@ -208,9 +211,10 @@ pub const COMPLETE_STAMP: &str = ".complete";
 
 impl PipelineConfig {
     pub fn load(path: &Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.into(), source })?;
-        let mut cfg: PipelineConfig = toml::from_str(&text)
-            .map_err(|e| TrainError::Other(format!("{}: {}", path.display(), e)))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| TrainError::Io { path: path.into(), source })?;
+        let mut cfg: PipelineConfig =
+            toml::from_str(&text).map_err(|e| TrainError::Other(format!("{}: {}", path.display(), e)))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let d = &mut cfg.data;
         for p in [
@@ -224,6 +228,9 @@ impl PipelineConfig {
             if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
+        }
+        if let Some(p) = cfg.teacher_model.as_mut().filter(|p| p.is_relative()) {
+            *p = base.join(&*p);
         }
         cfg.validate()?;
         Ok(cfg)
@@ -266,7 +273,9 @@ impl PipelineConfig {
             let cfg = Config { model: recipe.model.clone(), train: train.clone(), ..Default::default() };
             cfg.validate().map_err(|e| TrainError::Other(format!("{what}: {e}")))
         };
-        probe(&self.teacher, &self.teacher.train, "teacher")?;
+        if self.teacher_model.is_none() {
+            probe(&self.teacher, &self.teacher.train, "teacher")?;
+        }
         probe(&self.student, &self.student.train, "student")?;
         probe(&self.student, &self.finetune, "finetune")?;
         WordKdConfig { alpha: s.alpha, temperature: s.temperature, topk: Some("x".into()), teacher: None }
@@ -305,8 +314,11 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         move |source| TrainError::Io { path, source }
     };
     std::fs::create_dir_all(out).map_err(io(out))?;
-    seqkd_text::atomic_write(&out.join("pipeline.toml"), toml::to_string_pretty(cfg).unwrap_or_default().as_bytes())
-        .map_err(io(out))?;
+    seqkd_text::atomic_write(
+        &out.join("pipeline.toml"),
+        toml::to_string_pretty(cfg).unwrap_or_default().as_bytes(),
+    )
+    .map_err(io(out))?;
     let stage = |name: &str, done: bool| {
         eprintln!("[pipeline] {name}{}", if done { ": done already, skipped" } else { "" });
     };
@@ -315,15 +327,35 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     // 1) One joint vocabulary for every model.
     let vocab_path = run.vocab();
     stage("vocabulary", vocab_path.exists());
-    if !vocab_path.exists() {
+    if let (false, Some(teacher)) = (vocab_path.exists(), &cfg.teacher_model) {
+        Vocab::load(&teacher.join(train::VOCAB_FILE))?.save(&vocab_path)?;
+    } else if !vocab_path.exists() {
         let train = read_parallel(&d.train_src, &d.train_tgt, &LineLimits::default())?;
         Vocab::train(train.src.iter().chain(&train.tgt), &d.vocab)?.save(&vocab_path)?;
     }
 
     // 2) The teacher.
     let gold = (d.train_src.clone(), d.train_tgt.clone());
-    let teacher_dir = run.model(TEACHER);
-    train_stage(cfg, &run, TEACHER, &cfg.teacher.model, &cfg.teacher.train, &gold, None, None, progress)?;
+    let (teacher_dir, teacher_arch) = match &cfg.teacher_model {
+        Some(dir) => {
+            eprintln!("[pipeline] teacher: the trained model in {}", dir.display());
+            (dir.clone(), Config::load(&dir.join(train::CONFIG_FILE))?.model)
+        }
+        None => {
+            train_stage(
+                cfg,
+                &run,
+                TEACHER,
+                &cfg.teacher.model,
+                &cfg.teacher.train,
+                &gold,
+                None,
+                None,
+                progress,
+            )?;
+            (run.model(TEACHER), cfg.teacher.model.clone())
+        }
+    };
 
     // 3) What the teacher writes for the students.
     let rows = cfg.planned_rows();
@@ -335,8 +367,15 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     };
     let need_seq_kd = uses(TrainingData::SeqKd, None);
     let need_seq_inter = uses(TrainingData::SeqInter, None) || cfg.teacher_seq_inter;
-    let teacher = || LoadedModel::load(&teacher_dir, crate::parse_device(&cfg.teacher.train.device).map_err(TrainError::Other)?, None);
-    let pass_opts = PassOptions { chunk_sentences: cfg.distill.chunk_sentences, progress, ..Default::default() };
+    let teacher = || {
+        LoadedModel::load(
+            &teacher_dir,
+            crate::parse_device(&cfg.teacher.train.device).map_err(TrainError::Other)?,
+            None,
+        )
+    };
+    let pass_opts =
+        PassOptions { chunk_sentences: cfg.distill.chunk_sentences, progress, ..Default::default() };
     let mut loaded_teacher: Option<LoadedModel> = None;
     let teacher_once = |loaded: &mut Option<LoadedModel>| -> Result<(), TrainError> {
         if loaded.is_none() {
@@ -353,21 +392,28 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
 
     let seq_kd_corpus = (d.train_src.clone(), run.distill("seq-kd.tgt"));
     if need_seq_kd {
-        stage("distill: Seq-KD corpus (teacher beam search over the training source)", seq_kd_corpus.1.exists());
+        stage(
+            "distill: Seq-KD corpus (teacher beam search over the training source)",
+            seq_kd_corpus.1.exists(),
+        );
         if !seq_kd_corpus.1.exists() {
             teacher_once(&mut loaded_teacher)?;
             let srcs = read_lines(&d.train_src, &LineLimits::default())?;
             let refs = read_lines(&d.train_tgt, &LineLimits::default())?;
             let t = loaded_teacher.as_ref().expect("loaded");
             let decode = decode_with(cfg.distill.seq_kd_beam);
-            let stats = seq_kd::seq_kd(t, &teacher_dir, &srcs, Some(&refs), &decode, &seq_kd_corpus.1, &pass_opts)?;
+            let stats =
+                seq_kd::seq_kd(t, &teacher_dir, &srcs, Some(&refs), &decode, &seq_kd_corpus.1, &pass_opts)?;
             log_pass("Seq-KD", &stats);
         }
     }
 
     let seq_inter_corpus = (run.distill("seq-inter.src"), run.distill("seq-inter.tgt"));
     if need_seq_inter {
-        stage("distill: Seq-Inter corpus (teacher K-best, closest to the reference)", seq_inter_corpus.1.exists());
+        stage(
+            "distill: Seq-Inter corpus (teacher K-best, closest to the reference)",
+            seq_inter_corpus.1.exists(),
+        );
         if !seq_inter_corpus.1.exists() {
             teacher_once(&mut loaded_teacher)?;
             let mut srcs = read_lines(&d.train_src, &LineLimits::default())?;
@@ -380,8 +426,15 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             write_lines(&run.distill("seq-inter.ref"), &refs)?;
             let t = loaded_teacher.as_ref().expect("loaded");
             let decode = decode_with(cfg.distill.seq_inter_beam);
-            let stats =
-                seq_inter::seq_inter(t, &teacher_dir, &srcs, &refs, &decode, &seq_inter_corpus.1, &pass_opts)?;
+            let stats = seq_inter::seq_inter(
+                t,
+                &teacher_dir,
+                &srcs,
+                &refs,
+                &decode,
+                &seq_inter_corpus.1,
+                &pass_opts,
+            )?;
             log_pass("Seq-Inter", &stats);
         }
     }
@@ -398,7 +451,10 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         }
         let ((src, tgt), file) = corpus_of(data);
         let store = run.distill(file);
-        stage(&format!("distill: stored top-{} teacher distributions for {file}", cfg.distill.top_k), store.exists());
+        stage(
+            &format!("distill: stored top-{} teacher distributions for {file}", cfg.distill.top_k),
+            store.exists(),
+        );
         if !store.exists() {
             teacher_once(&mut loaded_teacher)?;
             let srcs = read_lines(&src, &LineLimits::default())?;
@@ -430,12 +486,32 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             Some(from) => (&cfg.finetune, Some(run.model(from.name()))),
             None => (&cfg.student.train, None),
         };
-        train_stage(cfg, &run, row.name(), &cfg.student.model, train_cfg, &(src, tgt), kd, init_dir, progress)?;
+        train_stage(
+            cfg,
+            &run,
+            row.name(),
+            &cfg.student.model,
+            train_cfg,
+            &(src, tgt),
+            kd,
+            init_dir,
+            progress,
+        )?;
     }
     if cfg.teacher_seq_inter {
         let finetune = &cfg.finetune;
         let init = Some(teacher_dir.clone());
-        train_stage(cfg, &run, TEACHER_SEQ_INTER, &cfg.teacher.model, finetune, &seq_inter_corpus, None, init, progress)?;
+        train_stage(
+            cfg,
+            &run,
+            TEACHER_SEQ_INTER,
+            &teacher_arch,
+            finetune,
+            &seq_inter_corpus,
+            None,
+            init,
+            progress,
+        )?;
     }
 
     // 5) Evaluate every model on the test set.
@@ -455,7 +531,8 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             serde_json::from_str(&text).map_err(|e| TrainError::Other(format!("{}: {e}", path.display())))?
         } else {
             let device = crate::parse_device(&cfg.student.train.device).map_err(TrainError::Other)?;
-            let model = LoadedModel::load(&run.model(name), device, None)?;
+            let dir = if name == TEACHER { teacher_dir.clone() } else { run.model(name) };
+            let model = LoadedModel::load(&dir, device, None)?;
             let decode = DecodeConfig {
                 beam_size: cfg.eval.beam_size,
                 batch_tokens: cfg.eval.batch_tokens,
@@ -500,7 +577,8 @@ fn write_lines(path: &Path, lines: &[String]) -> Result<(), TrainError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.into(), source })?;
     }
-    seqkd_text::atomic_write(path, text.as_bytes()).map_err(|source| TrainError::Io { path: path.into(), source })
+    seqkd_text::atomic_write(path, text.as_bytes())
+        .map_err(|source| TrainError::Io { path: path.into(), source })
 }
 
 /// Trains (or resumes, or skips) the model `name` on `(src, tgt)`.
@@ -520,7 +598,8 @@ fn train_stage(
     let stamp = dir.join(COMPLETE_STAMP);
     if let Ok(text) = std::fs::read_to_string(&stamp) {
         eprintln!("[pipeline] train {name}: done already, skipped");
-        return serde_json::from_str(&text).map_err(|e| TrainError::Other(format!("{}: {e}", stamp.display())));
+        return serde_json::from_str(&text)
+            .map_err(|e| TrainError::Other(format!("{}: {e}", stamp.display())));
     }
     let what = match (&init, &word_kd) {
         (Some(from), _) => format!("fine-tune {name} from {}", from.display()),
@@ -537,11 +616,15 @@ fn train_stage(
             valid_tgt: d.valid_tgt.clone(),
             vocab: d.vocab.clone(),
             vocab_path: Some(run.vocab()),
-            filter: d.filter.clone(),
+            filter: d.filter,
         },
         model: model.clone(),
         train: TrainConfig { init, ..train_cfg.clone() },
-        decode: if name.starts_with(TEACHER) { cfg.teacher.decode.clone() } else { cfg.student.decode.clone() },
+        decode: if name.starts_with(TEACHER) {
+            cfg.teacher.decode.clone()
+        } else {
+            cfg.student.decode.clone()
+        },
         word_kd,
     };
     let start = Instant::now();
@@ -554,7 +637,8 @@ fn train_stage(
         start.elapsed().as_secs_f64() / 60.0
     );
     let json = serde_json::to_string(&state).expect("serializable");
-    seqkd_text::atomic_write(&stamp, json.as_bytes()).map_err(|source| TrainError::Io { path: stamp, source })?;
+    seqkd_text::atomic_write(&stamp, json.as_bytes())
+        .map_err(|source| TrainError::Io { path: stamp, source })?;
     Ok(state)
 }
 
@@ -570,7 +654,8 @@ mod tests {
 
     #[test]
     fn planned_rows_put_every_row_after_the_one_it_starts_from() {
-        let cfg = PipelineConfig { rows: vec![Row::SeqKdSeqInterWordKd, Row::Baseline], ..Default::default() };
+        let cfg =
+            PipelineConfig { rows: vec![Row::SeqKdSeqInterWordKd, Row::Baseline], ..Default::default() };
         assert_eq!(cfg.planned_rows(), vec![Row::Baseline, Row::SeqKdWordKd, Row::SeqKdSeqInterWordKd]);
         let all = PipelineConfig::default().planned_rows();
         assert_eq!(all.len(), 8);
@@ -579,5 +664,16 @@ mod tests {
                 assert!(all[..i].contains(&from), "{row:?} before {from:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_shipped_multi30k_configs_parse_and_plan_their_rows() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let cfg = PipelineConfig::load(&configs.join("multi30k-kd.toml")).unwrap();
+        assert_eq!(cfg.planned_rows(), Row::ALL.to_vec());
+        assert_eq!(cfg.distill.seq_inter_beam, 35);
+        let lstm = PipelineConfig::load(&configs.join("multi30k-kd-lstm.toml")).unwrap();
+        assert_eq!(lstm.planned_rows(), vec![Row::Baseline, Row::SeqKd]);
+        assert!(matches!(lstm.student.model, ModelConfig::Lstm(_)));
     }
 }

@@ -44,7 +44,12 @@ pub fn claims(evals: &[Evaluation]) -> Vec<Claim> {
         Some(s) => claim(
             "Seq-KD student barely needs beam search (beam − greedy ≤ 0.3 BLEU)",
             Some(s.bleu_beam - s.bleu_greedy <= 0.3),
-            format!("beam {:.2} − greedy {:.2} = {:+.2}", s.bleu_beam, s.bleu_greedy, s.bleu_beam - s.bleu_greedy),
+            format!(
+                "beam {:.2} − greedy {:.2} = {:+.2}",
+                s.bleu_beam,
+                s.bleu_greedy,
+                s.bleu_beam - s.bleu_greedy
+            ),
         ),
         None => claim("Seq-KD student barely needs beam search (beam − greedy ≤ 0.3 BLEU)", None, missing()),
     }
@@ -53,7 +58,13 @@ pub fn claims(evals: &[Evaluation]) -> Vec<Claim> {
         (Some(s), Some(t)) => claim(
             "the best student is within 1.0 BLEU of the teacher (beam)",
             Some(s.bleu_beam >= t.bleu_beam - 1.0),
-            format!("{} {:.2} vs teacher {:.2} ({:+.2})", s.name, s.bleu_beam, t.bleu_beam, s.bleu_beam - t.bleu_beam),
+            format!(
+                "{} {:.2} vs teacher {:.2} ({:+.2})",
+                s.name,
+                s.bleu_beam,
+                t.bleu_beam,
+                s.bleu_beam - t.bleu_beam
+            ),
         ),
         _ => claim("the best student is within 1.0 BLEU of the teacher (beam)", None, missing()),
     }
@@ -63,10 +74,17 @@ pub fn claims(evals: &[Evaluation]) -> Vec<Claim> {
             claim(
                 "Seq-KD student with greedy search is ≥ 10× faster than the teacher with beam search",
                 Some(ratio >= 10.0),
-                format!("{:.0} vs {:.0} source words/s ({ratio:.1}×)", s.words_per_s_greedy, t.words_per_s_beam),
+                format!(
+                    "{:.0} vs {:.0} source words/s ({ratio:.1}×)",
+                    s.words_per_s_greedy, t.words_per_s_beam
+                ),
             )
         }
-        _ => claim("Seq-KD student with greedy search is ≥ 10× faster than the teacher with beam search", None, missing()),
+        _ => claim(
+            "Seq-KD student with greedy search is ≥ 10× faster than the teacher with beam search",
+            None,
+            missing(),
+        ),
     }
     match (seq_kd, baseline) {
         (Some(s), Some(b)) => {
@@ -77,7 +95,11 @@ pub fn claims(evals: &[Evaluation]) -> Vec<Claim> {
                 format!("{:.1}% vs {:.1}% ({ratio:.1}×)", 100.0 * s.mode_mass, 100.0 * b.mode_mass),
             )
         }
-        _ => claim("Seq-KD puts much more probability on its beam output than the baseline (p(t=ŷ) ≥ 2×)", None, missing()),
+        _ => claim(
+            "Seq-KD puts much more probability on its beam output than the baseline (p(t=ŷ) ≥ 2×)",
+            None,
+            missing(),
+        ),
     }
     out
 }
@@ -125,7 +147,10 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
         cfg.data.test_tgt.display()
     );
     let _ = writeln!(md, "## Table 1: BLEU\n");
-    let _ = writeln!(md, "| Model | BLEU K=1 | Δ K=1 | BLEU K={k} | Δ K={k} | PPL | p(t=ŷ) | updates | train min |");
+    let _ = writeln!(
+        md,
+        "| Model | BLEU K=1 | Δ K=1 | BLEU K={k} | Δ K={k} | PPL | p(t=ŷ) | updates | train min |"
+    );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for e in evals {
         let delta = |v: f64, base: Option<f64>| match base {
@@ -184,16 +209,19 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
     md
 }
 
-const COLOURS: [&str; 10] =
-    ["#000000", "#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const COLOURS: [&str; 10] = [
+    "#000000", "#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+    "#17becf",
+];
 
 /// Validation BLEU (greedy, on the validation subset) against updates, one line per model.
 fn curves(out: &Path, evals: &[Evaluation]) -> String {
     let series: Vec<(String, Vec<(f64, f64)>)> = evals
         .iter()
         .map(|e| {
-            let text = std::fs::read_to_string(out.join("models").join(&e.name).join(crate::train::METRICS_FILE))
-                .unwrap_or_default();
+            let text =
+                std::fs::read_to_string(out.join("models").join(&e.name).join(crate::train::METRICS_FILE))
+                    .unwrap_or_default();
             let points = text
                 .lines()
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -203,8 +231,11 @@ fn curves(out: &Path, evals: &[Evaluation]) -> String {
             (label(&e.name), points)
         })
         .collect();
-    let refs: Vec<plot::Series> =
-        series.iter().enumerate().map(|(i, (n, p))| (n.as_str(), p.as_slice(), COLOURS[i % COLOURS.len()])).collect();
+    let refs: Vec<plot::Series> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (n, p))| (n.as_str(), p.as_slice(), COLOURS[i % COLOURS.len()]))
+        .collect();
     plot::line_chart("update", "validation BLEU (greedy)", &refs)
 }
 

@@ -155,6 +155,7 @@ pub(crate) fn text_hash(lines: &[String]) -> u64 {
 
 /// Beam search over `srcs` with the teacher, choosing one hypothesis text per sentence with
 /// `choose(index, nbest_texts)`; writes one line per source line. Shared by Seq-KD and Seq-Inter.
+#[allow(clippy::too_many_arguments)] // internal: each caller passes its own arguments straight through
 pub(crate) fn beam_pass(
     teacher: &LoadedModel,
     teacher_dir: &Path,
