@@ -76,14 +76,19 @@ impl Optimizer {
                         let _ = p.g_sub_(&(g * lr));
                     }
                     OptimizerKind::Adam => {
+                        // In place, with two temporaries (g², the denominator), as torch.optim.Adam
+                        // does on CPU: every extra parameter-sized temporary is a pass over memory.
                         let (m, v) = (&mut self.exp_avg[i], &mut self.exp_avg_sq[i]);
-                        let _ = m.lerp_(&g, 1.0 - b1);
-                        let _ = v.g_mul_scalar_(b2);
-                        let _ = v.g_add_(&(g.square() * (1.0 - b2)));
+                        let _ = m.lerp_(&g, 1.0 - b1); // β1·m + (1−β1)·g
+                        let _ = v.lerp_(&g.square(), 1.0 - b2); // β2·v + (1−β2)·g²
                         let bias1 = 1.0 - b1.powf(t);
                         let bias2 = 1.0 - b2.powf(t);
-                        let denom = v.sqrt() / bias2.sqrt() + self.eps;
-                        let _ = p.g_sub_(&(&*m / denom * (lr / bias1)));
+                        // denom = −(bias1/lr)·(√v/√bias2 + ε), so p + m/denom = p − lr/bias1 · m/(√v̂ + ε).
+                        let mut denom = v.sqrt();
+                        let _ = denom.g_div_scalar_(bias2.sqrt());
+                        let _ = denom.g_add_scalar_(self.eps);
+                        let _ = denom.g_mul_scalar_(-bias1 / lr);
+                        let _ = p.addcdiv_(&*m, &denom);
                     }
                 }
             }
@@ -160,6 +165,36 @@ mod tests {
         // First Adam step moves each weight by lr·sign(g) (m̂ = g, v̂ = g²).
         let got: Vec<f32> = Vec::try_from(&p.detach()).unwrap();
         assert!((got[0] - 0.9).abs() < 1e-6 && (got[1] + 1.9).abs() < 1e-6, "{got:?}");
+    }
+
+    #[test]
+    fn adam_in_place_matches_the_textbook_formula_over_many_steps() {
+        tch::manual_seed(7);
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let p = Tensor::randn([5, 3], opts).set_requires_grad(true);
+        let (b1, b2, eps, lr) = (0.9, 0.98, 1e-9, 3e-3);
+        let mut opt = Optimizer::new(
+            HashMap::from([("w".to_string(), p.shallow_clone())]),
+            OptimizerKind::Adam,
+            (b1, b2),
+            eps,
+        );
+        let (mut q, mut m, mut v) =
+            (p.detach().copy(), Tensor::zeros([5, 3], opts), Tensor::zeros([5, 3], opts));
+        for t in 1..=20 {
+            let target = Tensor::randn([5, 3], opts);
+            opt.zero_grad();
+            let loss = (&p - &target).square().sum(Kind::Float);
+            loss.backward();
+            let g = (&q - &target) * 2.0;
+            m = &m * b1 + &g * (1.0 - b1);
+            v = &v * b2 + g.square() * (1.0 - b2);
+            let (c1, c2) = (1.0 - f64::powi(b1, t), 1.0 - f64::powi(b2, t));
+            q = &q - (&m / c1) / ((&v / c2).sqrt() + eps) * lr;
+            opt.step(lr);
+        }
+        let diff = (p.detach() - q).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "{diff}");
     }
 
     #[test]
