@@ -490,12 +490,20 @@ chunk_sentences = 50
 
 [eval]
 threads = 1
+
+[prune]
+from = "seq-kd"
+ratios = [0.5, 0.8]
+
+[prune.retrain]
+{}
 "#,
             transformer(32, 1),
             train(30),
             transformer(16, 1),
             train(20),
-            train(10)
+            train(10),
+            train(6)
         ),
     )
     .unwrap();
@@ -518,6 +526,8 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
     let done = run(&a);
     assert!(done.status.success(), "{}", stderr(&done));
     assert!(stdout(&done).contains("| Seq-KD + Seq-Inter + Word-KD |"), "{}", stdout(&done));
+    assert!(stdout(&done).contains("## Table 3: pruning Seq-KD"), "{}", stdout(&done));
+    assert!(stdout(&done).contains("| 80% |"), "{}", stdout(&done));
 
     // Killed during the Seq-KD teacher pass, then while a student trains; then run to the end.
     let args = ["pipeline", "--config", p(&config), "--out", p(&b), "--quiet"];
@@ -541,7 +551,15 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
         bytes
     };
     assert!(store(&b) == store(&a), "the top-k stores differ");
-    let names = ["teacher", "baseline", "word-kd", "seq-kd", "seq-kd+word-kd", "seq-kd+seq-inter+word-kd"];
+    let names = [
+        "teacher",
+        "baseline",
+        "word-kd",
+        "seq-kd",
+        "seq-kd+word-kd",
+        "seq-kd+seq-inter+word-kd",
+        "seq-kd-pruned80",
+    ];
     for name in names {
         for kind in ["greedy.txt", "beam5.txt"] {
             let file = format!("eval/{name}.{kind}");
@@ -553,5 +571,71 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
             (v["bleu_greedy"].as_f64(), v["bleu_beam"].as_f64(), v["ppl"].as_f64())
         };
         assert_eq!(bleu(&b), bleu(&a), "{name}");
+    }
+}
+
+#[test]
+fn pruned_model_is_compact_decodes_like_the_masked_model_and_stays_pruned_while_retraining() {
+    use seqkd_nmt::decode::Translator;
+    use seqkd_nmt::prune::{Masks, PruneScheme};
+    use seqkd_nmt::train::{load_dense, LoadedModel};
+
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_teacher(dir.path(), "m", 20);
+    let pruned = dir.path().join("p80");
+    let out = seqkd(&[
+        "prune",
+        "--model",
+        p(&m),
+        "--ratio",
+        "0.8",
+        "--scheme",
+        "class-uniform",
+        "--out",
+        p(&pruned),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let size = |d: &Path| std::fs::metadata(d.join("model.safetensors")).unwrap().len();
+    assert!(size(&pruned) * 100 <= size(&m) * 35, "{} vs {} bytes", size(&pruned), size(&m));
+
+    // The same masks applied in memory decode exactly as the stored, compact model.
+    tch::set_num_threads(1);
+    let device = seqkd_nmt::Device::Cpu;
+    let original = LoadedModel::load(&m, device, None).unwrap();
+    let mut params: Vec<(String, tch::Tensor)> = original.vs.variables().into_iter().collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    Masks::by_magnitude(&params, 0.8, PruneScheme::ClassUniform).unwrap().apply(&original.vs.variables());
+    let reloaded = LoadedModel::load(&pruned, device, None).unwrap();
+    assert_eq!(reloaded.num_nonzero_params(), original.num_nonzero_params());
+    let test = seqkd_text::corpus::read_lines(&dir.path().join("data/test.en"), &Default::default()).unwrap();
+    let translate = |model: &LoadedModel| {
+        let cfg = seqkd_nmt::config::DecodeConfig { beam_size: 3, ..Default::default() };
+        Translator { model: &model.model, vocab: &model.vocab, cfg, device }.translate_text(&test).unwrap()
+    };
+    assert_eq!(translate(&reloaded), translate(&original));
+
+    // Retraining from the pruned model keeps every pruned weight at exactly zero.
+    let config = dir.path().join("tiny.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace("[train]", "[train]\ninit = \"p80\"");
+    std::fs::write(&config, text).unwrap();
+    let retrained = dir.path().join("r");
+    let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&retrained), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for file in ["model.safetensors", "last.safetensors"] {
+        let (tensors, _) = load_dense(&retrained.join(file), device).unwrap();
+        let (_, masks) = load_dense(&pruned.join("model.safetensors"), device).unwrap();
+        assert!(!masks.is_empty());
+        for (name, keep) in &masks.masks {
+            let w = &tensors[&format!("model.{name}")];
+            let leaked = w.masked_select(&keep.logical_not()).abs().sum(tch::Kind::Float).double_value(&[]);
+            assert_eq!(leaked, 0.0, "{file}: pruned weights of {name} moved");
+        }
+        // ...while the kept ones did train.
+        let (before, _) = load_dense(&pruned.join("model.safetensors"), device).unwrap();
+        let moved = masks.masks.iter().any(|(name, _)| {
+            let key = format!("model.{name}");
+            !tensors[&key].equal(&before[&key])
+        });
+        assert!(moved, "{file}: nothing was retrained");
     }
 }

@@ -63,12 +63,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     // 1) The corpus.
     let start = Instant::now();
-    let cfg = SynthConfig {
-        seed: args.seed,
-        train: args.train,
-        valid: args.valid,
-        test: args.test,
-    };
+    let cfg = SynthConfig { seed: args.seed, train: args.train, valid: args.valid, test: args.test };
     let corpus = synth::generate(&cfg);
     super::gen_corpus::write_corpus(&corpus, &data)?;
     writeln!(
@@ -234,6 +229,7 @@ fn pipeline_config(args: &Args, data: &Path) -> PipelineConfig {
         rows: Row::ALL.to_vec(),
         teacher_seq_inter: false,
         teacher_model: None,
+        prune: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod demo;
 mod distill;
 mod gen_corpus;
 mod pipeline;
+mod prune;
 mod score;
 mod train;
 mod translate;
@@ -43,6 +44,8 @@ enum Command {
     Distill(distill::Command),
     /// Run the paper's experiment: teacher → distill → every student of Table 1 → evaluate → report.
     Pipeline(pipeline::Args),
+    /// Magnitude-prune a model (class-blind or class-uniform) into a compact model directory.
+    Prune(prune::Args),
     /// Average the last checkpoints of a model directory into one weights file.
     Average(average::Args),
     /// Measure training and decoding speed on fixed sizes, side by side with the same model in PyTorch.
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Average(args) => average::run(args),
         Command::Distill(cmd) => distill::run(cmd),
         Command::Pipeline(args) => pipeline::run(args),
+        Command::Prune(args) => prune::run(args),
         Command::Translate(args) => translate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchKd(args) => bench_kd::run(args),

@@ -14,6 +14,7 @@ pub mod evaluate;
 pub mod loss;
 pub mod model;
 pub mod pipeline;
+pub mod prune;
 pub mod report;
 pub mod train;
 

@@ -24,6 +24,7 @@ use crate::distill::word_kd::{write_topk_store, TopkOptions, WordKdConfig};
 use crate::distill::{seq_inter, seq_kd, PassOptions};
 use crate::evaluate::{evaluate, Evaluation};
 use crate::model::ModelConfig;
+use crate::prune::{prune_model_dir, PruneScheme};
 use crate::train::{self, LoadedModel, TrainError, TrainOptions, TrainState};
 
 /// The experiment: one TOML file.
@@ -47,6 +48,42 @@ pub struct PipelineConfig {
     pub rows: Vec<Row>,
     /// Also fine-tune the teacher on its Seq-Inter corpus ("Teacher + Seq-Inter").
     pub teacher_seq_inter: bool,
+    /// Pruning and retraining of one student (the paper's Table 3); absent = no pruning stage.
+    pub prune: Option<PruneSettings>,
+}
+
+/// The pruning stage (See et al. 2016; Kim & Rush Table 3).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PruneSettings {
+    /// The student pruned (the paper: its best Seq-KD student). It is retrained on its own corpus
+    /// with its own loss.
+    pub from: Row,
+    /// Fractions of the weight matrices removed, in increasing order.
+    pub ratios: Vec<f64>,
+    pub scheme: PruneScheme,
+    /// Prune each ratio from the previous ratio's retrained model (50% → retrain → 80% → …),
+    /// which usually beats pruning the unpruned model at once.
+    pub iterative: bool,
+    /// Retraining under the mask, from the pruned weights.
+    pub retrain: TrainConfig,
+}
+
+impl Default for PruneSettings {
+    fn default() -> Self {
+        Self {
+            from: Row::SeqKd,
+            ratios: vec![0.5, 0.8, 0.85, 0.9],
+            scheme: PruneScheme::ClassBlind,
+            iterative: true,
+            retrain: TrainConfig::default(),
+        }
+    }
+}
+
+/// The directory name of `from` pruned at `ratio` and retrained, e.g. `seq-kd-pruned80`.
+pub fn pruned_name(from: Row, ratio: f64) -> String {
+    format!("{}-pruned{:02}", from.name(), (100.0 * ratio).round() as i64)
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -238,7 +275,9 @@ impl PipelineConfig {
 
     /// The rows to run, each after the rows it starts from.
     pub fn planned_rows(&self) -> Vec<Row> {
-        let requested: Vec<Row> = if self.rows.is_empty() { Row::ALL.to_vec() } else { self.rows.clone() };
+        let mut requested: Vec<Row> =
+            if self.rows.is_empty() { Row::ALL.to_vec() } else { self.rows.clone() };
+        requested.extend(self.prune.as_ref().map(|p| p.from));
         let mut rows: Vec<Row> = requested.iter().flat_map(|&r| [r.recipe().2, Some(r)]).flatten().collect();
         rows.sort_by_key(|r| Row::ALL.iter().position(|a| a == r));
         rows.dedup();
@@ -281,6 +320,15 @@ impl PipelineConfig {
         WordKdConfig { alpha: s.alpha, temperature: s.temperature, topk: Some("x".into()), teacher: None }
             .validate()
             .map_err(TrainError::Other)?;
+        if let Some(p) = &self.prune {
+            probe(&self.student, &p.retrain, "prune.retrain")?;
+            if p.ratios.is_empty() || p.ratios.iter().any(|r| !(0.0..1.0).contains(r)) {
+                return bad(format!("prune.ratios must be in [0, 1) and not empty (got {:?})", p.ratios));
+            }
+            if p.ratios.windows(2).any(|w| w[0] >= w[1]) {
+                return bad(format!("prune.ratios must increase (got {:?})", p.ratios));
+            }
+        }
         Ok(())
     }
 }
@@ -514,12 +562,50 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         )?;
     }
 
-    // 5) Evaluate every model on the test set.
+    // 5) Pruning (Table 3): prune a student, retrain it under the mask, for each ratio.
+    let mut pruned = Vec::new();
+    if let Some(pr) = &cfg.prune {
+        let (data, word_kd, _) = pr.from.recipe();
+        let ((src, tgt), file) = corpus_of(data);
+        let kd = word_kd.then(|| WordKdConfig {
+            alpha: cfg.distill.alpha,
+            temperature: cfg.distill.temperature,
+            teacher: None,
+            topk: Some(run.distill(file)),
+        });
+        let mut source = run.model(pr.from.name());
+        for &ratio in &pr.ratios {
+            let name = pruned_name(pr.from, ratio);
+            let one_shot = run.root.join("pruned").join(&name);
+            let done = one_shot.join(train::BEST_FILE).exists();
+            stage(&format!("prune {} to {:.0}% ({:?})", source.display(), 100.0 * ratio, pr.scheme), done);
+            if !done {
+                let summary = prune_model_dir(&source, ratio, pr.scheme, &one_shot)?;
+                eprintln!(
+                    "[pipeline] {name}: {} of {} parameters non-zero, {:.2} MB → {:.2} MB",
+                    summary.nonzero_params,
+                    summary.params,
+                    summary.bytes_before as f64 / 1e6,
+                    summary.bytes_after as f64 / 1e6
+                );
+            }
+            let (model_cfg, train_cfg) = (&cfg.student.model, &pr.retrain);
+            let pair = (src.clone(), tgt.clone());
+            train_stage(cfg, &run, &name, model_cfg, train_cfg, &pair, kd.clone(), Some(one_shot), progress)?;
+            if pr.iterative {
+                source = run.model(&name);
+            }
+            pruned.push(name);
+        }
+    }
+
+    // 6) Evaluate every model on the test set.
     let mut names = vec![TEACHER.to_string()];
     if cfg.teacher_seq_inter {
         names.push(TEACHER_SEQ_INTER.into());
     }
     names.extend(rows.iter().map(|r| r.name().to_string()));
+    names.extend(pruned);
     let test = read_parallel(&d.test_src, &d.test_tgt, &LineLimits::default())?;
     let mut evaluations = Vec::new();
     set_threads(cfg.eval.threads);
@@ -549,7 +635,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         evaluations.push(evaluation);
     }
 
-    // 6) The report.
+    // 7) The report.
     stage("report", false);
     crate::report::write(out, cfg, &evaluations)?;
     Ok(evaluations)
@@ -672,6 +758,7 @@ mod tests {
         let cfg = PipelineConfig::load(&configs.join("multi30k-kd.toml")).unwrap();
         assert_eq!(cfg.planned_rows(), Row::ALL.to_vec());
         assert_eq!(cfg.distill.seq_inter_beam, 35);
+        assert_eq!(cfg.prune.as_ref().unwrap().ratios, [0.5, 0.8, 0.85, 0.9]);
         let lstm = PipelineConfig::load(&configs.join("multi30k-kd-lstm.toml")).unwrap();
         assert_eq!(lstm.planned_rows(), vec![Row::Baseline, Row::SeqKd]);
         assert!(matches!(lstm.student.model, ModelConfig::Lstm(_)));

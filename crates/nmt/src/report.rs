@@ -108,7 +108,21 @@ fn label(name: &str) -> String {
     match name {
         TEACHER => "Teacher".into(),
         TEACHER_SEQ_INTER => "Teacher + Seq-Inter".into(),
-        _ => Row::ALL.iter().find(|r| r.name() == name).map(|r| r.label().to_string()).unwrap_or(name.into()),
+        _ => {
+            let (row, pruned) = match name.split_once("-pruned") {
+                Some((row, pct)) => (row, Some(pct)),
+                None => (name, None),
+            };
+            let row = Row::ALL
+                .iter()
+                .find(|r| r.name() == row)
+                .map(|r| r.label().to_string())
+                .unwrap_or(row.into());
+            match pruned {
+                Some(pct) => format!("{row}, {pct}% pruned"),
+                None => row,
+            }
+        }
     }
 }
 
@@ -136,7 +150,8 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
     let mut md = String::new();
     let baseline = evals.iter().find(|e| e.name == Row::Baseline.name());
     let teacher = evals.iter().find(|e| e.name == TEACHER);
-    let k = cfg.eval.beam_size;
+    // K as the evaluations were made (they may predate a config change).
+    let k = evals.first().map(|e| e.beam_size).unwrap_or(cfg.eval.beam_size);
     let n = evals.first().map(|e| e.sentences).unwrap_or(0);
     let _ = writeln!(md, "# Sequence-level knowledge distillation: results\n");
     let _ = writeln!(
@@ -175,7 +190,7 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
     let threads = evals.first().map(|e| e.threads).unwrap_or(0);
     let _ = writeln!(
         md,
-        "\n## Table 2: decoding speed\n\nSource words per second on the test set, batched, {threads} CPU thread(s).\n"
+        "\n## Table 2: decoding speed\n\nSource words per second on the test set, batched, {threads} libtorch thread(s).\n"
     );
     let _ = writeln!(md, "| Model | params | words/s K=1 | words/s K={k} | K=1 vs teacher K={k} |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|");
@@ -190,6 +205,9 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
             e.words_per_s_beam,
             speedup.map(|s| format!("{s:.1}×")).unwrap_or_default()
         );
+    }
+    if let Some(pr) = &cfg.prune {
+        table3(&mut md, out, pr, evals, k);
     }
     let _ = writeln!(md, "\n## The paper's claims in this run\n");
     let _ = writeln!(md, "| Claim | Held | Evidence |\n|---|---|---|");
@@ -207,6 +225,48 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
          Models, distilled corpora and translations are under `models/`, `distill/` and `eval/`."
     );
     md
+}
+
+/// Table 3: the pruned student at each ratio against the unpruned one and the teacher.
+fn table3(md: &mut String, out: &Path, pr: &crate::pipeline::PruneSettings, evals: &[Evaluation], k: usize) {
+    let get = |name: &str| evals.iter().find(|e| e.name == name);
+    let (Some(base), teacher) = (get(pr.from.name()), get(TEACHER)) else { return };
+    let disk = |name: &str| {
+        std::fs::metadata(out.join("models").join(name).join(crate::train::BEST_FILE))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let _ = writeln!(
+        md,
+        "\n## Table 3: pruning {} ({:?}{}, retrained under the mask)\n",
+        label(&base.name),
+        pr.scheme,
+        if pr.iterative { ", iterative" } else { ", one-shot" }
+    );
+    let _ = writeln!(
+        md,
+        "| pruned | non-zero params | vs teacher | disk | BLEU K=1 | BLEU K={k} | Δ K={k} | words/s K=1 | words/s K={k} |"
+    );
+    let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let rows = std::iter::once((0.0, base)).chain(
+        pr.ratios.iter().filter_map(|&r| get(&crate::pipeline::pruned_name(pr.from, r)).map(|e| (r, e))),
+    );
+    for (ratio, e) in rows {
+        let fewer = teacher.map(|t| format!("{:.1}× fewer", t.params as f64 / e.params.max(1) as f64));
+        let _ = writeln!(
+            md,
+            "| {:.0}% | {:.2}M | {} | {:.2} MB | {:.2} | {:.2} | {:+.2} | {:.0} | {:.0} |",
+            100.0 * ratio,
+            e.params as f64 / 1e6,
+            fewer.unwrap_or_default(),
+            disk(&e.name) as f64 / 1e6,
+            e.bleu_greedy,
+            e.bleu_beam,
+            e.bleu_beam - base.bleu_beam,
+            e.words_per_s_greedy,
+            e.words_per_s_beam
+        );
+    }
 }
 
 const COLOURS: [&str; 10] = [

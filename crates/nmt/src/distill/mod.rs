@@ -20,7 +20,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use seqkd_text::resumable::{ResumableError, ResumableOutput, Shard};
+use seqkd_text::resumable::{check_complete, JobRecord, ResumableError, ResumableOutput, Shard};
 
 use crate::config::DecodeConfig;
 use crate::decode::Translator;
@@ -96,11 +96,12 @@ pub(crate) fn run_pass(
     let sentence_range = |c: usize| c * opts.chunk_sentences..((c + 1) * opts.chunk_sentences).min(n);
     let owned: usize = chunks.clone().map(|c| sentence_range(c).len()).sum();
     let mut stats = PassStats { sentences: owned, output: path.clone(), ..Default::default() };
+    let job = format!("{job}; sentences={n}; chunk={}; shard={}", opts.chunk_sentences, opts.shard);
     if path.exists() {
+        check_complete(&path, &job)?;
         stats.already_complete = true;
         return Ok(stats);
     }
-    let job = format!("{job}; sentences={n}; chunk={}; shard={}", opts.chunk_sentences, opts.shard);
     let mut writer = ResumableOutput::open(&path, &job)?;
     let done_before: usize = chunks.clone().take(writer.chunks_done()).map(|c| sentence_range(c).len()).sum();
     let bar = if opts.progress {
@@ -130,15 +131,31 @@ pub(crate) fn run_pass(
     bar.finish_and_clear();
     // The trailer describes the whole corpus, so only a single (unsharded) output carries it.
     let trailer = if opts.shard.count == 1 { trailer() } else { Vec::new() };
-    writer.finish(&trailer)?;
+    let first = (chunks.start * opts.chunk_sentences).min(n);
+    let record = JobRecord { job, first, end: first + owned, total: n };
+    writer.finish(&trailer, &record)?;
     stats.seconds = start.elapsed().as_secs_f64();
     Ok(stats)
 }
 
-/// A short fingerprint of a teacher (its directory and weights size), for job descriptions.
-pub(crate) fn teacher_fingerprint(dir: &Path) -> String {
-    let size = std::fs::metadata(dir.join(crate::train::BEST_FILE)).map(|m| m.len()).unwrap_or(0);
-    format!("teacher={} ({size} bytes)", dir.display())
+/// A fingerprint of a teacher: a hash of its weights, so a pass resumed after the teacher changed
+/// (retrained, same size) refuses to mix two teachers' outputs.
+pub(crate) fn teacher_fingerprint(dir: &Path) -> Result<String, DistillError> {
+    let path = dir.join(crate::train::BEST_FILE);
+    let bytes =
+        std::fs::read(&path).map_err(|e| DistillError::Invalid(format!("{}: {e}", path.display())))?;
+    // FNV-1a over 8-byte words: fast enough for GB-sized weights (about 1 s/GB).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        h ^= u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    for &b in words.remainder() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    Ok(format!("teacher weights {h:016x}"))
 }
 
 /// FNV-1a of lines, so a job description pins its input text.
@@ -171,7 +188,7 @@ pub(crate) fn beam_pass(
     let translator = Translator { model: &teacher.model, vocab: &teacher.vocab, cfg: decode.clone(), device };
     let job = format!(
         "{job}; {}; source hash {:016x}; beam={} lp={} max_len={}x+{}",
-        teacher_fingerprint(teacher_dir),
+        teacher_fingerprint(teacher_dir)?,
         text_hash(srcs),
         decode.beam_size,
         decode.length_penalty,
@@ -192,10 +209,11 @@ pub(crate) fn beam_pass(
     })
 }
 
-/// A translation as one line of a corpus file: a byte-fallback newline or CR becomes a space.
+/// A translation as one line of a corpus file: a byte-fallback newline, CR or NUL becomes a space
+/// (`seqkd_text::corpus` rejects them).
 fn one_line(text: &str) -> String {
-    if text.contains(['\n', '\r']) {
-        text.replace(['\n', '\r'], " ")
+    if text.contains(['\n', '\r', '\0']) {
+        text.replace(['\n', '\r', '\0'], " ")
     } else {
         text.to_string()
     }

@@ -45,13 +45,15 @@ pub fn seq_inter(
 
 /// Index of the hypothesis with the highest smoothed sentence BLEU against `reference` (sacrebleu's
 /// `sentence_bleu`: exponential smoothing, effective order); ties go to the teacher's better-ranked
-/// hypothesis. Empty hypotheses are never chosen; None when there is nothing else.
+/// hypothesis. Empty hypotheses, and degenerate ones longer than a corpus line may be, are never
+/// chosen; None when there is nothing else.
 pub fn closest_to_reference(scorer: &mut SentenceBleu, nbest: &[String], reference: &str) -> Option<usize> {
+    let max_chars = seqkd_text::corpus::LineLimits::default().max_chars;
     let mut scores = Vec::with_capacity(nbest.len());
     scorer.score_many(reference, nbest, &mut scores);
     let mut best: Option<(usize, f64)> = None;
     for (i, (hyp, &score)) in nbest.iter().zip(&scores).enumerate() {
-        if !hyp.trim().is_empty() && best.is_none_or(|(_, b)| score > b) {
+        if !hyp.trim().is_empty() && hyp.len() <= max_chars && best.is_none_or(|(_, b)| score > b) {
             best = Some((i, score));
         }
     }

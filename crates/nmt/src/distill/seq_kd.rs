@@ -44,11 +44,13 @@ pub fn seq_kd(
     })
 }
 
-/// The teacher's best hypothesis (its n-best list comes best first), skipping empty ones.
+/// The teacher's best hypothesis (its n-best list comes best first), skipping empty ones and
+/// degenerate ones longer than a corpus line may be.
 pub fn choose_teacher_best(nbest: &[String], reference: Option<&str>) -> String {
+    let max_chars = seqkd_text::corpus::LineLimits::default().max_chars;
     nbest
         .iter()
-        .find(|t| !t.trim().is_empty())
+        .find(|t| !t.trim().is_empty() && t.len() <= max_chars)
         .cloned()
         .or_else(|| reference.map(str::to_string))
         .unwrap_or_default()

@@ -153,8 +153,16 @@ impl TopkStore {
             (len - 16).checked_sub(json_len).ok_or_else(|| invalid("bad header length".into()))?;
         let header: StoreHeader = serde_json::from_slice(&map[json_start..len - 16])
             .map_err(|e| invalid(format!("bad header: {e}")))?;
-        let index_start = json_start
-            .checked_sub(4 * header.n_sentences)
+        if header.version != 1 {
+            return Err(invalid(format!("version {} (this seqkd reads version 1)", header.version)));
+        }
+        if header.k == 0 || header.vocab_size == 0 {
+            return Err(invalid("k and vocab_size must be positive".into()));
+        }
+        let index_start = header
+            .n_sentences
+            .checked_mul(4)
+            .and_then(|bytes| json_start.checked_sub(bytes))
             .ok_or_else(|| invalid("index larger than the file".into()))?;
         let mut offsets = Vec::with_capacity(header.n_sentences + 1);
         offsets.push(0u64);
@@ -163,7 +171,8 @@ impl TopkStore {
             offsets.push(offsets.last().expect("non-empty") + n);
         }
         let positions = *offsets.last().expect("non-empty");
-        if positions != header.n_positions || positions as usize * header.record_bytes() != index_start {
+        let record_bytes = (positions as usize).checked_mul(header.record_bytes());
+        if positions != header.n_positions || record_bytes != Some(index_start) {
             return Err(invalid(format!(
                 "{positions} positions of {} bytes do not fill the {index_start} record bytes",
                 header.record_bytes()
@@ -238,6 +247,22 @@ impl TopkStore {
             return Err(invalid(
                 "made for other target sentences (the hash of the target ids differs)".into(),
             ));
+        }
+        // Every stored id must index the vocabulary (a damaged file must not reach `gather`).
+        let (k, id_bytes, record) = (self.header.k, self.header.id_bytes(), self.header.record_bytes());
+        let damaged = self.map[..self.header.n_positions as usize * record]
+            .chunks_exact(record)
+            .flat_map(|r| r[..k * id_bytes].chunks_exact(id_bytes))
+            .any(|b| {
+                let id = if id_bytes == 2 {
+                    u16::from_le_bytes([b[0], b[1]]) as usize
+                } else {
+                    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+                };
+                id >= vocab_size
+            });
+        if damaged {
+            return Err(invalid(format!("holds token ids outside the vocabulary of {vocab_size}: damaged")));
         }
         Ok(())
     }

@@ -238,6 +238,9 @@ pub fn write_topk_store(
         return Err(DistillError::Invalid("a top-k store is written by one process (no --shard)".into()));
     }
     let vocab_size = teacher.vocab.len();
+    if topk.temperature <= 0.0 || !topk.temperature.is_finite() {
+        return Err(DistillError::Invalid(format!("temperature must be > 0 (got {})", topk.temperature)));
+    }
     if topk.k == 0 || topk.k > vocab_size {
         return Err(DistillError::Invalid(format!("k must be in 1..={vocab_size} (got {})", topk.k)));
     }
@@ -259,7 +262,7 @@ pub fn write_topk_store(
         topk.k,
         topk.temperature,
         topk.precision,
-        teacher_fingerprint(teacher_dir),
+        teacher_fingerprint(teacher_dir)?,
         header.targets_hash,
         topk_store::targets_hash(&src_ids)
     );

@@ -34,6 +34,7 @@ use crate::decode::Translator;
 use crate::distill::word_kd::WordKd;
 use crate::loss::label_smoothed_nll;
 use crate::model::{Model, Seq2Seq};
+use crate::prune::{self, Masks};
 use checkpoint::CheckpointError;
 use optim::{inverse_sqrt_lr, Optimizer};
 
@@ -104,8 +105,8 @@ impl LoadedModel {
         let vs = nn::VarStore::new(device);
         let model = Model::new(&vs.root(), &config.model, vocab.len() as i64);
         let path = dir.join(weights.unwrap_or(BEST_FILE));
-        let loaded = checkpoint::load(&path, device)?;
-        checkpoint::restore_vars(&vs, &loaded.tensors, "model.", &path)?;
+        let tensors = load_dense(&path, device)?.0;
+        checkpoint::restore_vars(&vs, &tensors, "model.", &path)?;
         Ok(Self { vs, model, config, vocab })
     }
 
@@ -116,6 +117,25 @@ impl LoadedModel {
     /// Parameters that are not zero (what a pruned model really has).
     pub fn num_nonzero_params(&self) -> i64 {
         self.vs.variables().values().map(|t| t.count_nonzero(None::<i64>).int64_value(&[])).sum()
+    }
+}
+
+/// A checkpoint's tensors with pruned weights restored to dense form, and the pruning masks found
+/// (none for an unpruned model).
+pub fn load_dense(path: &Path, device: Device) -> Result<(HashMap<String, Tensor>, Masks), TrainError> {
+    let mut tensors = checkpoint::load(path, device)?.tensors;
+    let masks = prune::densify(&mut tensors, "model.")
+        .map_err(|reason| CheckpointError::Invalid { path: path.into(), reason })?;
+    Ok((tensors, masks))
+}
+
+/// The weights to save as `model.safetensors`: compact when the model is pruned.
+fn weights_to_save(vs: &nn::VarStore, masks: &Masks) -> Vec<(String, Tensor)> {
+    let vars = named_vars(vs, "model.");
+    if masks.is_empty() {
+        vars
+    } else {
+        prune::compact(&vars, masks, "model.")
     }
 }
 
@@ -194,6 +214,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
     let t = &cfg.train;
     let mut opt = Optimizer::new(vs.variables(), t.optimizer, t.adam_betas, t.adam_eps);
     let mut state = TrainState { sgd_lr: t.lr, ..Default::default() };
+    // Pruning masks: a pruned model is retrained with its pruned weights held at zero.
+    let mut masks = Masks::default();
     if resuming {
         let loaded = checkpoint::load(&last_path, device)?;
         checkpoint::restore_vars(&vs, &loaded.tensors, "model.", &last_path)?;
@@ -212,15 +234,18 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
         state = serde_json::from_str(json)
             .map_err(|e| CheckpointError::Invalid { path: last_path.clone(), reason: e.to_string() })?;
         opt.steps = state.step;
+        masks = Masks::from_tensors(&loaded.tensors, "mask.");
     }
     if state.finished {
         return Ok(state);
     }
     if let (false, Some(init)) = (resuming, &t.init) {
         let path = init.join(BEST_FILE);
-        let loaded = checkpoint::load(&path, device)?;
-        checkpoint::restore_vars(&vs, &loaded.tensors, "model.", &path)?;
+        let (tensors, init_masks) = load_dense(&path, device)?;
+        checkpoint::restore_vars(&vs, &tensors, "model.", &path)?;
+        masks = init_masks;
     }
+    let vars = vs.variables();
     let word_kd = match &cfg.word_kd {
         Some(kd) => Some(WordKd::open(kd, &vocab, &train_tgt, device)?),
         None => None,
@@ -229,6 +254,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
     let save_last = |opt: &Optimizer, state: &TrainState| -> Result<(), TrainError> {
         let mut tensors = named_vars(&vs, "model.");
         tensors.extend(opt.state_tensors().into_iter().map(|(k, v)| (format!("optim.{k}"), v)));
+        tensors.extend(masks.to_tensors("mask."));
         let meta =
             HashMap::from([("train_state".to_string(), serde_json::to_string(state).expect("serializable"))]);
         Ok(checkpoint::save(&last_path, &tensors, meta)?)
@@ -250,6 +276,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
         pairs: &valid_pairs,
         src_text: &valid_data.src,
         tgt_text: &valid_data.tgt,
+        masks: &masks,
         dir,
         device,
     };
@@ -293,12 +320,14 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
                 Some(kd) => kd.loss(&logits, &batch, &sentences, t.label_smoothing),
             };
             (&loss / batch.n_tgt_tokens as f64).backward();
+            masks.apply_to_grads(&vars);
             opt.clip_grad_norm(t.clip_norm);
             let lr = match t.optimizer {
                 OptimizerKind::Adam => inverse_sqrt_lr(t.lr, t.warmup_steps, state.step + 1),
                 OptimizerKind::Sgd => state.sgd_lr,
             };
             opt.step(lr);
+            masks.apply(&vars);
             state.step += 1;
             state.batch_in_epoch += 1;
             window_tokens += batch.n_tgt_tokens;
@@ -353,6 +382,7 @@ struct Validation<'a> {
     pairs: &'a [(&'a [u32], &'a [u32])],
     src_text: &'a [String],
     tgt_text: &'a [String],
+    masks: &'a Masks,
     dir: &'a Path,
     device: Device,
 }
@@ -365,7 +395,7 @@ impl Validation<'_> {
         state: &mut TrainState,
         log: &mut impl FnMut(serde_json::Value) -> Result<(), TrainError>,
     ) -> Result<bool, TrainError> {
-        let Validation { cfg, vs, model, vocab, pairs, src_text, tgt_text, dir, device } = *self;
+        let Validation { cfg, vs, model, vocab, pairs, src_text, tgt_text, masks, dir, device } = *self;
         let ppl = perplexity(model, pairs, cfg.train.batch_tokens, device);
         let n_bleu = if cfg.train.valid_bleu_sentences == 0 {
             src_text.len()
@@ -384,7 +414,7 @@ impl Validation<'_> {
             state.best_valid_ppl = Some(ppl);
             state.bad_validations = 0;
             let meta = HashMap::from([("step".to_string(), state.step.to_string())]);
-            checkpoint::save(&dir.join(BEST_FILE), &named_vars(vs, "model."), meta)?;
+            checkpoint::save(&dir.join(BEST_FILE), &weights_to_save(vs, masks), meta)?;
         } else {
             state.bad_validations += 1;
         }
