@@ -415,6 +415,14 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     };
     let need_seq_kd = uses(TrainingData::SeqKd, None);
     let need_seq_inter = uses(TrainingData::SeqInter, None) || cfg.teacher_seq_inter;
+    // The gold training text, read once for whichever teacher passes need it.
+    let mut gold_text: Option<seqkd_text::corpus::ParallelCorpus> = None;
+    let read_gold = |cache: &mut Option<seqkd_text::corpus::ParallelCorpus>| -> Result<(), TrainError> {
+        if cache.is_none() {
+            *cache = Some(read_parallel(&d.train_src, &d.train_tgt, &LineLimits::default())?);
+        }
+        Ok(())
+    };
     let teacher = || {
         LoadedModel::load(
             &teacher_dir,
@@ -446,12 +454,13 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         );
         if !seq_kd_corpus.1.exists() {
             teacher_once(&mut loaded_teacher)?;
-            let srcs = read_lines(&d.train_src, &LineLimits::default())?;
-            let refs = read_lines(&d.train_tgt, &LineLimits::default())?;
+            read_gold(&mut gold_text)?;
+            let text = gold_text.as_ref().expect("read");
+            let (srcs, refs) = (&text.src, &text.tgt);
             let t = loaded_teacher.as_ref().expect("loaded");
             let decode = decode_with(cfg.distill.seq_kd_beam);
             let stats =
-                seq_kd::seq_kd(t, &teacher_dir, &srcs, Some(&refs), &decode, &seq_kd_corpus.1, &pass_opts)?;
+                seq_kd::seq_kd(t, &teacher_dir, srcs, Some(refs), &decode, &seq_kd_corpus.1, &pass_opts)?;
             log_pass("Seq-KD", &stats);
         }
     }
@@ -464,14 +473,15 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         );
         if !seq_inter_corpus.1.exists() {
             teacher_once(&mut loaded_teacher)?;
-            let mut srcs = read_lines(&d.train_src, &LineLimits::default())?;
-            let mut refs = read_lines(&d.train_tgt, &LineLimits::default())?;
-            if cfg.distill.seq_inter_sentences > 0 {
-                srcs.truncate(cfg.distill.seq_inter_sentences);
-                refs.truncate(cfg.distill.seq_inter_sentences);
-            }
-            write_lines(&seq_inter_corpus.0, &srcs)?;
-            write_lines(&run.distill("seq-inter.ref"), &refs)?;
+            read_gold(&mut gold_text)?;
+            let text = gold_text.as_ref().expect("read");
+            let n = match cfg.distill.seq_inter_sentences {
+                0 => text.src.len(),
+                n => n.min(text.src.len()),
+            };
+            let (srcs, refs) = (&text.src[..n], &text.tgt[..n]);
+            write_lines(&seq_inter_corpus.0, srcs)?;
+            write_lines(&run.distill("seq-inter.ref"), refs)?;
             let t = loaded_teacher.as_ref().expect("loaded");
             let decode = decode_with(cfg.distill.seq_inter_beam);
             let stats = seq_inter::seq_inter(
@@ -505,8 +515,16 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         );
         if !store.exists() {
             teacher_once(&mut loaded_teacher)?;
-            let srcs = read_lines(&src, &LineLimits::default())?;
-            let tgts = read_lines(&tgt, &LineLimits::default())?;
+            let owned;
+            let (srcs, tgts): (&[String], &[String]) = if data == TrainingData::Gold {
+                read_gold(&mut gold_text)?;
+                let text = gold_text.as_ref().expect("read");
+                (&text.src, &text.tgt)
+            } else {
+                owned =
+                    (read_lines(&src, &LineLimits::default())?, read_lines(&tgt, &LineLimits::default())?);
+                (&owned.0, &owned.1)
+            };
             let topk = TopkOptions {
                 k: cfg.distill.top_k,
                 temperature: cfg.distill.temperature,
@@ -514,7 +532,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
                 batch_tokens: cfg.eval.batch_tokens.max(1024),
             };
             let t = loaded_teacher.as_ref().expect("loaded");
-            let stats = write_topk_store(t, &teacher_dir, &srcs, &tgts, &topk, &store, &pass_opts)?;
+            let stats = write_topk_store(t, &teacher_dir, srcs, tgts, &topk, &store, &pass_opts)?;
             log_pass("top-k", &stats);
         }
     }
