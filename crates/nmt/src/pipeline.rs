@@ -484,15 +484,8 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             write_lines(&run.distill("seq-inter.ref"), refs)?;
             let t = loaded_teacher.as_ref().expect("loaded");
             let decode = decode_with(cfg.distill.seq_inter_beam);
-            let stats = seq_inter::seq_inter(
-                t,
-                &teacher_dir,
-                &srcs,
-                &refs,
-                &decode,
-                &seq_inter_corpus.1,
-                &pass_opts,
-            )?;
+            let stats =
+                seq_inter::seq_inter(t, &teacher_dir, srcs, refs, &decode, &seq_inter_corpus.1, &pass_opts)?;
             log_pass("Seq-Inter", &stats);
         }
     }
