@@ -639,3 +639,60 @@ fn pruned_model_is_compact_decodes_like_the_masked_model_and_stays_pruned_while_
         assert!(moved, "{file}: nothing was retrained");
     }
 }
+
+#[test]
+fn native_engine_translates_like_libtorch_for_dense_and_pruned_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = tiny_teacher(dir.path(), "m", 40);
+    let pruned = dir.path().join("p50");
+    let out = seqkd(&["prune", "--model", p(&m), "--ratio", "0.5", "--out", p(&pruned)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let input = dir.path().join("data/test.en");
+    let run = |model: &Path, engine: &str, extra: &[&str]| {
+        let mut args = vec![
+            "translate",
+            "--model",
+            p(model),
+            "--input",
+            p(&input),
+            "--engine",
+            engine,
+            "--threads",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        let out = seqkd(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    for model in [&m, &pruned] {
+        for beam in ["1", "3"] {
+            let torch = run(model, "torch", &["--beam", beam, "--nbest", "1"]);
+            let native = run(model, "native", &["--beam", beam, "--nbest", "1"]);
+            // Same translations; n-best scores agree to the printed precision but for rounding.
+            let (t, n): (Vec<&str>, Vec<&str>) = (torch.lines().collect(), native.lines().collect());
+            assert_eq!(t.len(), 30);
+            let same =
+                t.iter().zip(&n).filter(|(a, b)| a.split(" ||| ").nth(1) == b.split(" ||| ").nth(1)).count();
+            assert!(same >= 29, "beam {beam}, {}: only {same}/30 translations identical", model.display());
+            for (a, b) in t.iter().zip(&n) {
+                let score = |l: &str| l.rsplit(" ||| ").next().unwrap().parse::<f64>().unwrap();
+                if a.split(" ||| ").nth(1) == b.split(" ||| ").nth(1) {
+                    assert!((score(a) - score(b)).abs() < 2e-3, "{a} vs {b}");
+                }
+            }
+            // One sentence at a time gives the same translations.
+            let single = run(model, "native", &["--beam", beam, "--nbest", "1", "--max-sentences", "1"]);
+            let text =
+                |s: &str| s.lines().map(|l| l.split(" ||| ").nth(1).unwrap().to_string()).collect::<Vec<_>>();
+            assert_eq!(text(&single), text(&native));
+        }
+    }
+    // int8: a quantized directory is about a quarter of the size and decodes like --int8.
+    let q = dir.path().join("q");
+    let out = seqkd(&["quantize", "--model", p(&m), "--out", p(&q)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run(&q, "native", &["--beam", "3"]), run(&m, "native", &["--beam", "3", "--int8"]));
+    let bad = seqkd(&["translate", "--model", p(&m), "--input", p(&input), "--int8"]);
+    assert!(stderr(&bad).contains("--engine native"), "{}", stderr(&bad));
+}

@@ -9,6 +9,7 @@ mod distill;
 mod gen_corpus;
 mod pipeline;
 mod prune;
+mod quantize;
 mod score;
 mod train;
 mod translate;
@@ -46,6 +47,8 @@ enum Command {
     Pipeline(pipeline::Args),
     /// Magnitude-prune a model (class-blind or class-uniform) into a compact model directory.
     Prune(prune::Args),
+    /// Quantize a model's weight matrices to int8 for the native engine (`translate --engine native`).
+    Quantize(quantize::Args),
     /// Average the last checkpoints of a model directory into one weights file.
     Average(average::Args),
     /// Measure training and decoding speed on fixed sizes, side by side with the same model in PyTorch.
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Distill(cmd) => distill::run(cmd),
         Command::Pipeline(args) => pipeline::run(args),
         Command::Prune(args) => prune::run(args),
+        Command::Quantize(args) => quantize::run(args),
         Command::Translate(args) => translate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchKd(args) => bench_kd::run(args),

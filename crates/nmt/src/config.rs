@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::distill::word_kd::WordKdConfig;
 use crate::model::ModelConfig;
+pub use seqkd_runtime::format::DecodeConfig;
 use seqkd_text::corpus::LengthFilter;
 use seqkd_text::vocab::VocabConfig;
 
@@ -116,26 +117,6 @@ impl Default for TrainConfig {
             threads: 0,
             init: None,
         }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DecodeConfig {
-    /// 1 = greedy.
-    pub beam_size: usize,
-    /// Hypothesis scores are divided by length^length_penalty (0 = raw log-probability, 1 = per-token average).
-    pub length_penalty: f64,
-    /// A translation may be at most `max_len_a * src_len + max_len_b` tokens long.
-    pub max_len_a: f64,
-    pub max_len_b: usize,
-    /// Padded source tokens per decoding batch.
-    pub batch_tokens: usize,
-}
-
-impl Default for DecodeConfig {
-    fn default() -> Self {
-        Self { beam_size: 5, length_penalty: 1.0, max_len_a: 1.5, max_len_b: 10, batch_tokens: 2048 }
     }
 }
 

@@ -22,6 +22,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use seqkd_runtime::format::{MASK_SUFFIX, SHAPE_SUFFIX, VALUES_SUFFIX};
+
 use crate::train::{checkpoint, LoadedModel, TrainError, BEST_FILE, CONFIG_FILE, VOCAB_FILE};
 
 /// How the pruned weights are chosen.
@@ -42,9 +44,6 @@ impl std::str::FromStr for PruneScheme {
         }
     }
 }
-
-const MASK_SUFFIX: &str = ".__mask";
-const VALUES_SUFFIX: &str = ".__values";
 
 /// Whether a parameter is pruned at all (weight matrices, not biases or LayerNorm).
 pub fn is_prunable(t: &Tensor) -> bool {
@@ -164,9 +163,7 @@ impl Masks {
     }
 }
 
-/// Stored with a compact tensor: its dense shape, as an i64 tensor `<name>.__shape`.
-const SHAPE_SUFFIX: &str = ".__shape";
-
+/// The dense shape of a compactly stored tensor, from its i64 tensor `<name>.__shape`.
 fn shape_of_compact(tensors: &HashMap<String, Tensor>, name: &str) -> Option<Vec<i64>> {
     let t = tensors.get(&format!("{name}{SHAPE_SUFFIX}"))?;
     Vec::<i64>::try_from(t).ok()

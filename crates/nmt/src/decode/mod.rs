@@ -12,30 +12,7 @@ use crate::batch::source_tensor;
 use crate::config::DecodeConfig;
 use crate::model::Seq2Seq;
 
-/// One output sequence.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Hypothesis {
-    /// Subword ids, without `<s>`/`</s>`.
-    pub tokens: Vec<u32>,
-    /// Log-probability of each emitted token, the final `</s>` included when it was emitted.
-    pub token_logprobs: Vec<f32>,
-    /// Sum of `token_logprobs`.
-    pub score: f32,
-    /// `score / len^length_penalty`, what beam search ranks by.
-    pub normalized_score: f32,
-}
-
-impl Hypothesis {
-    fn normalize(&mut self, length_penalty: f64) {
-        let len = self.token_logprobs.len().max(1) as f64;
-        self.normalized_score = (self.score as f64 / len.powf(length_penalty)) as f32;
-    }
-}
-
-/// Maximum output length for a source of `src_len` subwords.
-pub fn max_output_len(cfg: &DecodeConfig, src_len: usize) -> usize {
-    (cfg.max_len_a * src_len as f64).ceil() as usize + cfg.max_len_b
-}
+pub use seqkd_runtime::format::{max_output_len, Hypothesis};
 
 /// Translates text with a model: the n-best hypotheses of every input line, in input order.
 pub struct Translator<'a> {
@@ -56,7 +33,11 @@ impl Translator<'_> {
     ) -> Result<Vec<Vec<Hypothesis>>, seqkd_text::vocab::VocabError> {
         let ids = self.vocab.encode_batch(srcs)?;
         let lengths: Vec<(usize, usize)> = ids.iter().map(|s| (s.len(), 0)).collect();
-        let batch_cfg = BatchConfig { batch_tokens: self.cfg.batch_tokens, ..Default::default() };
+        let batch_cfg = BatchConfig {
+            batch_tokens: self.cfg.batch_tokens,
+            max_sentences: self.cfg.max_sentences,
+            ..Default::default()
+        };
         let batcher = Batcher::new(&lengths, batch_cfg).expect("decode.batch_tokens validated > 0");
         let mut out = vec![Vec::new(); srcs.len()];
         let mut done = 0;

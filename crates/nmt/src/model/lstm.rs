@@ -15,7 +15,7 @@
 //!   dropped-out `h̃_t` is both the output layer's input and the next step's input feed.
 //! - Every parameter starts uniform in [-0.1, 0.1], as in Luong et al. and Kim & Rush.
 
-use serde::{Deserialize, Serialize};
+use seqkd_runtime::format::LstmConfig;
 use tch::{nn, Device, Kind, Tensor};
 
 use super::{DecoderState, Rows, Seq2Seq};
@@ -23,62 +23,6 @@ use crate::batch::Batch;
 
 /// Luong et al. §4.1 (and Kim & Rush, via seq2seq-attn): parameters uniform in [-0.1, 0.1].
 const INIT: nn::Init = nn::Init::Uniform { lo: -0.1, up: 0.1 };
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LstmConfig {
-    /// Width of the source and target word embeddings.
-    pub embed_dim: i64,
-    /// Width of every LSTM layer, of the attention and of `h̃`.
-    pub hidden: i64,
-    /// Stacked LSTM layers, the same number in encoder and decoder.
-    pub layers: i64,
-    pub dropout: f64,
-    /// The output layer's matrix is the target embedding matrix (needs `embed_dim == hidden`).
-    /// The source embedding is always separate.
-    pub tied_embeddings: bool,
-}
-
-impl Default for LstmConfig {
-    /// A small 2×256 model, sized for CPU training.
-    fn default() -> Self {
-        Self { embed_dim: 256, hidden: 256, layers: 2, dropout: 0.2, tied_embeddings: true }
-    }
-}
-
-impl LstmConfig {
-    /// Kim & Rush (2016)'s teacher, Luong et al. (2015)'s model: 4 layers × 1000 units, 1000-wide
-    /// embeddings, dropout 0.3 (seq2seq-attn's default), untied output layer.
-    pub fn kim_rush_teacher() -> Self {
-        Self { embed_dim: 1000, hidden: 1000, layers: 4, dropout: 0.3, tied_embeddings: false }
-    }
-
-    /// Kim & Rush (2016)'s main student: 2 layers × 500 units, 500-wide embeddings, dropout 0.3,
-    /// untied output layer.
-    pub fn kim_rush_student() -> Self {
-        Self { embed_dim: 500, hidden: 500, layers: 2, dropout: 0.3, tied_embeddings: false }
-    }
-
-    pub fn validate(&self) -> Result<(), String> {
-        if self.embed_dim < 1 || self.hidden < 1 || self.layers < 1 {
-            return Err(format!(
-                "lstm: embed_dim ({}), hidden ({}) and layers ({}) must be positive",
-                self.embed_dim, self.hidden, self.layers
-            ));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(format!("lstm: dropout must be in [0, 1), got {}", self.dropout));
-        }
-        if self.tied_embeddings && self.embed_dim != self.hidden {
-            return Err(format!(
-                "lstm: tied_embeddings needs embed_dim == hidden (the output layer reads h̃), \
-                 got embed_dim {} and hidden {}",
-                self.embed_dim, self.hidden
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// One LSTM layer's parameters in PyTorch's layout: gates `i, f, g, o` stacked on the first dim.
 #[derive(Debug)]

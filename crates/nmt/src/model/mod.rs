@@ -9,25 +9,11 @@ pub mod layers;
 pub mod lstm;
 pub mod transformer;
 
-use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
-pub use lstm::{LstmConfig, LstmSeq2Seq};
-pub use transformer::{Transformer, TransformerConfig};
-
-/// Which network, with its sizes. Stored in the model directory's config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "arch", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ModelConfig {
-    Transformer(TransformerConfig),
-    Lstm(LstmConfig),
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        ModelConfig::Transformer(TransformerConfig::default())
-    }
-}
+pub use lstm::LstmSeq2Seq;
+pub use seqkd_runtime::format::{LstmConfig, ModelConfig, TransformerConfig};
+pub use transformer::Transformer;
 
 /// Tensors indexed by hypothesis on their first dimension.
 #[derive(Debug)]

@@ -8,43 +8,13 @@
 // which would overwrite a value autograd saved for the backward pass.
 #![allow(clippy::assign_op_pattern)]
 
-use serde::{Deserialize, Serialize};
+use seqkd_runtime::format::TransformerConfig;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::layers::{layer_norm, sinusoidal_positions, FeedForward, MultiHeadAttention};
 use super::{DecoderState, Rows, Seq2Seq};
 use crate::batch::Batch;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TransformerConfig {
-    /// Width of every layer's input and output.
-    pub d_model: i64,
-    pub n_heads: i64,
-    /// Inner width of the feed-forward sub-layers.
-    pub d_ff: i64,
-    pub encoder_layers: i64,
-    pub decoder_layers: i64,
-    pub dropout: f64,
-    /// One matrix for source embeddings, target embeddings and the output layer (the vocabulary is joint).
-    pub tied_embeddings: bool,
-}
-
-impl Default for TransformerConfig {
-    /// The 3+3-layer d256 model that JoeyNMT's Multi30k recipe uses, sized for CPU training.
-    fn default() -> Self {
-        Self {
-            d_model: 256,
-            n_heads: 4,
-            d_ff: 1024,
-            encoder_layers: 3,
-            decoder_layers: 3,
-            dropout: 0.1,
-            tied_embeddings: true,
-        }
-    }
-}
 
 #[derive(Debug)]
 struct EncoderLayer {

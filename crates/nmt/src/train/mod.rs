@@ -38,9 +38,7 @@ use crate::prune::{self, Masks};
 use checkpoint::CheckpointError;
 use optim::{inverse_sqrt_lr, Optimizer};
 
-pub const CONFIG_FILE: &str = "config.toml";
-pub const VOCAB_FILE: &str = "vocab.json";
-pub const BEST_FILE: &str = "model.safetensors";
+pub use seqkd_runtime::format::{BEST_FILE, CONFIG_FILE, VOCAB_FILE};
 pub const LAST_FILE: &str = "last.safetensors";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 

@@ -1,0 +1,291 @@
+//! Batched greedy and beam search over any [`Decoder`], with the same rules as the libtorch
+//! decoder (`seqkd_nmt::decode`), so both engines give the same translations from the same weights.
+
+use seqkd_text::vocab::SPECIAL_IDS;
+
+use crate::format::Hypothesis;
+use crate::Decoder;
+
+/// `(log Σ exp, max)` of a row of logits, computed as libtorch's `log_softmax` does.
+fn normaliser(logits: &[f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|v| (v - max).exp()).sum();
+    max + sum.ln()
+}
+
+/// Log-probability of `logit` in a row with normaliser `lse`, rounded as `x - max - log(sum)`.
+fn log_prob(logit: f32, lse: f32) -> f32 {
+    logit - lse
+}
+
+/// Greedy translations of `srcs`; sentence i stops at `</s>` or `max_lens[i]` tokens.
+pub fn greedy<D: Decoder>(
+    model: &D,
+    srcs: &[&[u32]],
+    max_lens: &[usize],
+    length_penalty: f64,
+) -> Vec<Hypothesis> {
+    let n = srcs.len();
+    let mut state = model.start(srcs);
+    let vocab = model.vocab_size();
+    let mut hyps = vec![Hypothesis::default(); n];
+    let mut alive: Vec<usize> = (0..n).collect();
+    let mut prev = vec![SPECIAL_IDS.bos; n];
+    let mut logits = Vec::new();
+    let mut t = 0;
+    while !alive.is_empty() {
+        model.step(&mut state, &prev, &mut logits);
+        t += 1;
+        let mut keep = Vec::with_capacity(alive.len());
+        let mut next = Vec::with_capacity(alive.len());
+        for (row, &sent) in alive.iter().enumerate() {
+            let l = &logits[row * vocab..(row + 1) * vocab];
+            // The first maximum, as libtorch's max returns.
+            let (best, &best_logit) =
+                l.iter().enumerate().fold((0, &f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+            let lp = log_prob(best_logit, normaliser(l));
+            let h = &mut hyps[sent];
+            h.score += lp;
+            h.token_logprobs.push(lp);
+            if best as u32 != SPECIAL_IDS.eos {
+                h.tokens.push(best as u32);
+                if t < max_lens[sent] {
+                    keep.push(row);
+                    next.push(best as u32);
+                }
+            }
+        }
+        if keep.is_empty() {
+            break;
+        }
+        if keep.len() < alive.len() {
+            model.select_rows(&mut state, &keep);
+            alive = keep.iter().map(|&r| alive[r]).collect();
+        }
+        prev = next;
+    }
+    for h in &mut hyps {
+        h.normalize(length_penalty);
+    }
+    hyps
+}
+
+/// The n-best (≤ `nbest`, best first by length-normalised score) of each sentence.
+pub fn beam_search<D: Decoder>(
+    model: &D,
+    srcs: &[&[u32]],
+    max_lens: &[usize],
+    beam: usize,
+    length_penalty: f64,
+    nbest: usize,
+) -> Vec<Vec<Hypothesis>> {
+    let k = beam;
+    let vocab = model.vocab_size();
+    let mut state = model.start(srcs);
+    let mut search = BeamSearch::new(srcs.len(), k, length_penalty);
+    model.select_rows(&mut state, &search.initial_rows());
+    let mut prev = vec![SPECIAL_IDS.bos; srcs.len() * k];
+    let mut logits = Vec::new();
+    let mut cands: Vec<(f32, usize)> = Vec::with_capacity(2 * k * k);
+    loop {
+        model.step(&mut state, &prev, &mut logits);
+        let scores = search.scores().to_vec();
+        let next = search.advance(max_lens, vocab, |a| {
+            // The best 2K of the sentence's K·V candidates are among each row's best 2K.
+            cands.clear();
+            for b in 0..k {
+                let row = a * k + b;
+                if scores[row] == f32::NEG_INFINITY {
+                    continue;
+                }
+                let l = &logits[row * vocab..(row + 1) * vocab];
+                let lse = normaliser(l);
+                for tok in top_indices(l, 2 * k) {
+                    cands.push((log_prob(l[tok], lse) + scores[row], b * vocab + tok));
+                }
+            }
+            // Best first; ties to the lower flat index (as a stable top-k over `[K·V]`).
+            cands.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
+            cands.truncate(2 * k);
+            cands.clone()
+        });
+        match next {
+            Some(step) => {
+                model.select_rows(&mut state, &step.rows);
+                prev = step.tokens;
+            }
+            None => break,
+        }
+    }
+    search.into_nbest(nbest)
+}
+
+/// The bookkeeping of batched beam search, shared by both engines (which differ only in how
+/// they score candidates).
+///
+/// Rows are `sentence × K` (row `a·K + b` is beam b of the a-th live sentence). Each step takes
+/// per sentence the best 2K extensions of its K beams; those among the first K that end in `</s>`
+/// are final (later-ranked `</s>` are ignored, as in fairseq and CTranslate2), and the best K
+/// others continue. A sentence is done when K hypotheses are final or it reaches its maximum
+/// length; done sentences leave the batch. With K = 1 this is greedy search.
+#[derive(Debug)]
+pub struct BeamSearch {
+    k: usize,
+    length_penalty: f64,
+    t: usize,
+    live: Vec<usize>,
+    beams: Vec<Hypothesis>,
+    scores: Vec<f32>,
+    finished: Vec<Vec<Hypothesis>>,
+}
+
+/// What the decoder does next: continue row `rows[i]` with `tokens[i]`.
+#[derive(Debug)]
+pub struct BeamStep {
+    pub rows: Vec<usize>,
+    pub tokens: Vec<u32>,
+    /// Some sentences finished: rows of per-sentence state (encoder memory) must be selected too.
+    pub sentences_left: bool,
+}
+
+impl BeamSearch {
+    pub fn new(sentences: usize, k: usize, length_penalty: f64) -> Self {
+        Self {
+            k,
+            length_penalty,
+            t: 0,
+            live: (0..sentences).collect(),
+            beams: vec![Hypothesis::default(); sentences * k],
+            // Only beam 0 starts alive, so the first step does not pick K copies of the same token.
+            scores: (0..sentences * k).map(|r| if r % k == 0 { 0.0 } else { f32::NEG_INFINITY }).collect(),
+            finished: vec![Vec::new(); sentences],
+        }
+    }
+
+    /// Every sentence's row repeated K times: `[0,0,..,1,1,..]`.
+    pub fn initial_rows(&self) -> Vec<usize> {
+        (0..self.live.len()).flat_map(|s| std::iter::repeat_n(s, self.k)).collect()
+    }
+
+    /// Score so far of every live row.
+    pub fn scores(&self) -> &[f32] {
+        &self.scores
+    }
+
+    /// One step. `candidates(a)` gives the a-th live sentence's best 2K extensions as
+    /// `(score, b·vocab + token)`, best first. Returns `None` when every sentence is done.
+    pub fn advance(
+        &mut self,
+        max_lens: &[usize],
+        vocab: usize,
+        mut candidates: impl FnMut(usize) -> Vec<(f32, usize)>,
+    ) -> Option<BeamStep> {
+        let k = self.k;
+        self.t += 1;
+        let live = std::mem::take(&mut self.live);
+        let mut rows = Vec::with_capacity(live.len() * k);
+        let mut tokens = Vec::with_capacity(live.len() * k);
+        let mut next_beams = Vec::with_capacity(live.len() * k);
+        let mut next_scores = Vec::with_capacity(live.len() * k);
+        for (a, &sent) in live.iter().enumerate() {
+            let mut continuing: Vec<(usize, u32, Hypothesis)> = Vec::with_capacity(k);
+            for (rank, (score, flat)) in candidates(a).into_iter().enumerate() {
+                if score == f32::NEG_INFINITY {
+                    break;
+                }
+                let parent = a * k + flat / vocab;
+                let token = (flat % vocab) as u32;
+                if token == SPECIAL_IDS.eos {
+                    if rank < k {
+                        let mut hyp = self.beams[parent].clone();
+                        hyp.token_logprobs.push(score - self.scores[parent]);
+                        hyp.score = score;
+                        hyp.normalize(self.length_penalty);
+                        self.finished[sent].push(hyp);
+                        if self.finished[sent].len() >= k {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                let mut hyp = self.beams[parent].clone();
+                hyp.token_logprobs.push(score - self.scores[parent]);
+                hyp.score = score;
+                hyp.tokens.push(token);
+                continuing.push((parent, token, hyp));
+                if continuing.len() == k {
+                    break;
+                }
+            }
+            let at_limit = self.t >= max_lens[sent];
+            if self.finished[sent].len() >= k || at_limit || continuing.is_empty() {
+                if self.finished[sent].len() < k {
+                    // Out of length: the unfinished beams are the answers (without `</s>`).
+                    for (_, _, mut hyp) in continuing {
+                        hyp.normalize(self.length_penalty);
+                        self.finished[sent].push(hyp);
+                    }
+                }
+                continue;
+            }
+            // Fewer than K continuations only when candidates run out: repeat the last with a
+            // -inf score so the row layout stays sentence × K.
+            while continuing.len() < k {
+                let (parent, token, mut hyp) = continuing.last().cloned().expect("non-empty");
+                hyp.score = f32::NEG_INFINITY;
+                continuing.push((parent, token, hyp));
+            }
+            self.live.push(sent);
+            for (parent, token, hyp) in continuing {
+                rows.push(parent);
+                tokens.push(token);
+                next_scores.push(hyp.score);
+                next_beams.push(hyp);
+            }
+        }
+        if self.live.is_empty() {
+            return None;
+        }
+        self.beams = next_beams;
+        self.scores = next_scores;
+        Some(BeamStep { rows, tokens, sentences_left: self.live.len() < live.len() })
+    }
+
+    /// Each sentence's hypotheses, best first, at most `nbest`.
+    pub fn into_nbest(self, nbest: usize) -> Vec<Vec<Hypothesis>> {
+        self.finished
+            .into_iter()
+            .map(|mut hyps| {
+                hyps.sort_by(|a, b| b.normalized_score.total_cmp(&a.normalized_score));
+                hyps.truncate(nbest.max(1));
+                hyps
+            })
+            .collect()
+    }
+}
+
+/// Indices of the `n` largest values (any order), lower index first among equals.
+fn top_indices(values: &[f32], n: usize) -> Vec<usize> {
+    let mut best: Vec<(f32, usize)> = Vec::with_capacity(n + 1);
+    for (i, &v) in values.iter().enumerate() {
+        if best.len() < n || v > best[best.len() - 1].0 {
+            let pos = best.partition_point(|&(b, _)| b >= v);
+            best.insert(pos, (v, i));
+            best.truncate(n);
+        }
+    }
+    best.into_iter().map(|(_, i)| i).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_indices;
+
+    #[test]
+    fn top_indices_keeps_the_largest_and_the_first_of_equals() {
+        let v = [0.5, 3.0, -1.0, 3.0, 2.0, 7.0];
+        assert_eq!(top_indices(&v, 3), vec![5, 1, 3]);
+        assert_eq!(top_indices(&v, 1), vec![5]);
+        assert_eq!(top_indices(&v, 10).len(), 6);
+    }
+}

@@ -1,0 +1,400 @@
+//! The pre-norm Transformer of `seqkd_nmt::model::transformer`, for decoding only.
+//!
+//! Same weights, same arithmetic, organised for inference:
+//! - the encoder runs on the sentences' tokens packed end to end (no padding), each sentence
+//!   attending only to itself, which is what the padding mask computes;
+//! - q/k/v projections are fused into one matrix product, and the decoder's cross-attention keys
+//!   and values are projected once per sentence;
+//! - each decoder row keeps its own self-attention cache, so beam search reorders rows by moving
+//!   them and copies only the caches of beams that were chosen twice;
+//! - beams of one sentence share its encoder memory through a row → sentence index.
+
+use rayon::prelude::*;
+
+use crate::kernels::{
+    add_in_place, axpy, dot, layer_norm, layer_norm_into, relu, sinusoid, softmax, Linear, Matrix, Threads,
+};
+use crate::weights::{WeightError, Weights};
+use crate::Decoder;
+use seqkd_text::vocab::SPECIAL_IDS;
+
+use crate::format::TransformerConfig;
+
+#[derive(Debug, Clone)]
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+impl Norm {
+    fn load(w: &mut Weights, name: &str) -> Result<Self, WeightError> {
+        Ok(Self { gamma: w.vector(&format!("{name}.weight"))?, beta: w.vector(&format!("{name}.bias"))? })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    attn_norm: Norm,
+    qkv: Linear,
+    attn_out: Linear,
+    ffn_norm: Norm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+#[derive(Debug, Clone)]
+struct DecoderLayer {
+    self_norm: Norm,
+    self_qkv: Linear,
+    self_out: Linear,
+    cross_norm: Norm,
+    cross_q: Linear,
+    cross_kv: Linear,
+    cross_out: Linear,
+    ffn_norm: Norm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+#[derive(Debug, Clone)]
+pub struct Transformer {
+    d: usize,
+    heads: usize,
+    vocab: usize,
+    src_embed: Matrix,
+    /// `None` when tied to `src_embed`.
+    tgt_embed: Option<Matrix>,
+    /// `None` when tied: logits are `src_embed`'s rows dotted with the decoder output.
+    out_proj: Option<Linear>,
+    encoder: Vec<EncoderLayer>,
+    encoder_norm: Norm,
+    decoder: Vec<DecoderLayer>,
+    decoder_norm: Norm,
+    threads: Threads,
+}
+
+/// One decoder row's self-attention keys and values, per layer `[t, d]`, growing by a row per step.
+#[derive(Debug, Clone, Default)]
+struct RowCache {
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+}
+
+/// Decoding state of a batch.
+#[derive(Debug)]
+pub struct TransformerState {
+    /// Per sentence and decoder layer: cross-attention keys and values `[src_len, d]`.
+    memory: Vec<Vec<(Vec<f32>, Vec<f32>)>>,
+    /// The sentence each live row belongs to.
+    row_sentence: Vec<usize>,
+    caches: Vec<RowCache>,
+    step: usize,
+}
+
+impl Transformer {
+    pub fn load(cfg: &TransformerConfig, w: &mut Weights, vocab: usize) -> Result<Self, WeightError> {
+        let d = cfg.d_model as usize;
+        let heads = cfg.n_heads as usize;
+        if heads == 0 || !d.is_multiple_of(heads) {
+            return Err(WeightError::Config(format!("d_model {d} is not divisible by n_heads {heads}")));
+        }
+        let attn = |w: &mut Weights, p: &str, parts: &[&str]| -> Result<Linear, WeightError> {
+            let names: Vec<String> = parts.iter().map(|x| format!("{p}.{x}_proj")).collect();
+            w.fused_linear(&names)
+        };
+        let encoder = (0..cfg.encoder_layers)
+            .map(|i| {
+                let p = format!("encoder.{i}");
+                Ok(EncoderLayer {
+                    attn_norm: Norm::load(w, &format!("{p}.self_attn_norm"))?,
+                    qkv: attn(w, &format!("{p}.self_attn"), &["q", "k", "v"])?,
+                    attn_out: attn(w, &format!("{p}.self_attn"), &["out"])?,
+                    ffn_norm: Norm::load(w, &format!("{p}.ffn_norm"))?,
+                    fc1: w.linear(&format!("{p}.ffn.fc1"))?,
+                    fc2: w.linear(&format!("{p}.ffn.fc2"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, WeightError>>()?;
+        let decoder = (0..cfg.decoder_layers)
+            .map(|i| {
+                let p = format!("decoder.{i}");
+                Ok(DecoderLayer {
+                    self_norm: Norm::load(w, &format!("{p}.self_attn_norm"))?,
+                    self_qkv: attn(w, &format!("{p}.self_attn"), &["q", "k", "v"])?,
+                    self_out: attn(w, &format!("{p}.self_attn"), &["out"])?,
+                    cross_norm: Norm::load(w, &format!("{p}.cross_attn_norm"))?,
+                    cross_q: attn(w, &format!("{p}.cross_attn"), &["q"])?,
+                    cross_kv: attn(w, &format!("{p}.cross_attn"), &["k", "v"])?,
+                    cross_out: attn(w, &format!("{p}.cross_attn"), &["out"])?,
+                    ffn_norm: Norm::load(w, &format!("{p}.ffn_norm"))?,
+                    fc1: w.linear(&format!("{p}.ffn.fc1"))?,
+                    fc2: w.linear(&format!("{p}.ffn.fc2"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, WeightError>>()?;
+        let src_embed = w.matrix("src_embed.weight")?;
+        let (tgt_embed, out_proj) = if cfg.tied_embeddings {
+            (None, None)
+        } else {
+            (Some(w.matrix("tgt_embed.weight")?), Some(w.linear("out_proj")?))
+        };
+        if src_embed.rows() != vocab || src_embed.cols() != d {
+            return Err(WeightError::Config(format!(
+                "src_embed is {}×{}, expected vocabulary {vocab} × d_model {d}",
+                src_embed.rows(),
+                src_embed.cols()
+            )));
+        }
+        Ok(Self {
+            d,
+            heads,
+            vocab,
+            src_embed,
+            tgt_embed,
+            out_proj,
+            encoder,
+            encoder_norm: Norm::load(w, "encoder_norm")?,
+            decoder,
+            decoder_norm: Norm::load(w, "decoder_norm")?,
+            threads: Threads(1),
+        })
+    }
+
+    /// Token embedding × √d plus the position's sinusoid, for one token.
+    fn embed_into(&self, table: &Matrix, token: u32, pos: usize, out: &mut [f32]) {
+        table.row_into(token as usize, out);
+        let scale = (self.d as f32).sqrt();
+        let mut pe = vec![0f32; self.d];
+        sinusoid(pos, &mut pe);
+        for (o, p) in out.iter_mut().zip(&pe) {
+            *o = *o * scale + p;
+        }
+    }
+
+    /// Encoder over sentences packed end to end: `[Σ len, d]` memory and each sentence's range.
+    fn encode(&self, srcs: &[&[u32]]) -> (Vec<f32>, Vec<std::ops::Range<usize>>) {
+        let d = self.d;
+        let mut ranges = Vec::with_capacity(srcs.len());
+        let mut total = 0;
+        for s in srcs {
+            ranges.push(total..total + s.len() + 1); // + `</s>`
+            total += s.len() + 1;
+        }
+        let mut x = vec![0f32; total * d];
+        for (s, r) in srcs.iter().zip(&ranges) {
+            for (pos, tok) in s.iter().copied().chain([SPECIAL_IDS.eos]).enumerate() {
+                let row = r.start + pos;
+                self.embed_into(&self.src_embed, tok, pos, &mut x[row * d..(row + 1) * d]);
+            }
+        }
+        let (mut h, mut qkv, mut ctx, mut out, mut f) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for layer in &self.encoder {
+            layer_norm_into(&x, &layer.attn_norm.gamma, &layer.attn_norm.beta, &mut h);
+            layer.qkv.forward(&h, total, &mut qkv, self.threads);
+            ctx.clear();
+            ctx.resize(total * d, 0.0);
+            self.self_attention_packed(&qkv, &ranges, &mut ctx);
+            layer.attn_out.forward(&ctx, total, &mut out, self.threads);
+            add_in_place(&mut x, &out);
+            layer_norm_into(&x, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, &mut h);
+            layer.fc1.forward(&h, total, &mut f, self.threads);
+            relu(&mut f);
+            layer.fc2.forward(&f, total, &mut out, self.threads);
+            add_in_place(&mut x, &out);
+        }
+        layer_norm(&mut x, &self.encoder_norm.gamma, &self.encoder_norm.beta);
+        (x, ranges)
+    }
+
+    /// Full self-attention within each sentence; `qkv` rows are `[q | k | v]`.
+    fn self_attention_packed(&self, qkv: &[f32], ranges: &[std::ops::Range<usize>], ctx: &mut [f32]) {
+        let d = self.d;
+        let dh = d / self.heads;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let mut scores = Vec::new();
+        for r in ranges {
+            let len = r.len();
+            for h in 0..self.heads {
+                for i in r.clone() {
+                    let q = &qkv[i * 3 * d + h * dh..][..dh];
+                    scores.clear();
+                    scores.extend(r.clone().map(|j| dot(q, &qkv[j * 3 * d + d + h * dh..][..dh]) * scale));
+                    softmax(&mut scores);
+                    let c = &mut ctx[i * d + h * dh..][..dh];
+                    for (jj, p) in scores.iter().enumerate().take(len) {
+                        axpy(*p, &qkv[(r.start + jj) * 3 * d + 2 * d + h * dh..][..dh], c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Attention of one query `q` `[d]` over `len` keys/values `[len, d]` (row stride `stride`),
+    /// all heads, into `out` `[d]`.
+    fn attend(&self, q: &[f32], k: &[f32], v: &[f32], len: usize, stride: usize, out: &mut [f32]) {
+        let dh = self.d / self.heads;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let mut scores = vec![0f32; len];
+        out.fill(0.0);
+        for h in 0..self.heads {
+            let qh = &q[h * dh..(h + 1) * dh];
+            for (t, s) in scores.iter_mut().enumerate() {
+                *s = dot(qh, &k[t * stride + h * dh..][..dh]) * scale;
+            }
+            softmax(&mut scores);
+            let oh = &mut out[h * dh..(h + 1) * dh];
+            for (t, p) in scores.iter().enumerate() {
+                axpy(*p, &v[t * stride + h * dh..][..dh], oh);
+            }
+        }
+    }
+
+    /// Runs `f(row)` for every row, on the pool's threads when there is enough work.
+    fn for_rows(&self, rows: usize, out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+        if self.threads.0 > 1 && rows > 1 {
+            out.par_chunks_mut(width).enumerate().for_each(|(r, o)| f(r, o));
+        } else {
+            out.chunks_mut(width).enumerate().for_each(|(r, o)| f(r, o));
+        }
+    }
+
+    /// Returns the model with its weight matrices quantized to int8.
+    pub fn quantized(&self) -> Self {
+        let q = |l: &Linear| Linear { weight: l.weight.quantize(), bias: l.bias.clone() };
+        let mut m = self.clone();
+        for l in &mut m.encoder {
+            for lin in [&mut l.qkv, &mut l.attn_out, &mut l.fc1, &mut l.fc2] {
+                *lin = q(lin);
+            }
+        }
+        for l in &mut m.decoder {
+            for lin in [
+                &mut l.self_qkv,
+                &mut l.self_out,
+                &mut l.cross_q,
+                &mut l.cross_kv,
+                &mut l.cross_out,
+                &mut l.fc1,
+                &mut l.fc2,
+            ] {
+                *lin = q(lin);
+            }
+        }
+        m.src_embed = m.src_embed.quantize();
+        m.tgt_embed = m.tgt_embed.as_ref().map(Matrix::quantize);
+        m.out_proj = m.out_proj.as_ref().map(q);
+        m
+    }
+
+    pub fn set_threads(&mut self, threads: Threads) {
+        self.threads = threads;
+    }
+}
+
+impl Decoder for Transformer {
+    type State = TransformerState;
+
+    fn vocab_size(&self) -> usize {
+        self.vocab
+    }
+
+    fn start(&self, srcs: &[&[u32]]) -> TransformerState {
+        let d = self.d;
+        let (memory, ranges) = self.encode(srcs);
+        let total = memory.len() / d;
+        let mut per_sentence: Vec<Vec<(Vec<f32>, Vec<f32>)>> = vec![Vec::new(); srcs.len()];
+        let mut kv = Vec::new();
+        for layer in &self.decoder {
+            layer.cross_kv.forward(&memory, total, &mut kv, self.threads);
+            for (s, r) in ranges.iter().enumerate() {
+                let (mut k, mut v) = (Vec::with_capacity(r.len() * d), Vec::with_capacity(r.len() * d));
+                for row in r.clone() {
+                    k.extend_from_slice(&kv[row * 2 * d..row * 2 * d + d]);
+                    v.extend_from_slice(&kv[row * 2 * d + d..(row + 1) * 2 * d]);
+                }
+                per_sentence[s].push((k, v));
+            }
+        }
+        let layers = self.decoder.len();
+        TransformerState {
+            memory: per_sentence,
+            row_sentence: (0..srcs.len()).collect(),
+            caches: vec![RowCache { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers] }; srcs.len()],
+            step: 0,
+        }
+    }
+
+    fn step(&self, state: &mut TransformerState, prev: &[u32], logits: &mut Vec<f32>) {
+        let d = self.d;
+        let rows = prev.len();
+        debug_assert_eq!(rows, state.row_sentence.len());
+        let table = self.tgt_embed.as_ref().unwrap_or(&self.src_embed);
+        let mut y = vec![0f32; rows * d];
+        for (r, &tok) in prev.iter().enumerate() {
+            self.embed_into(table, tok, state.step, &mut y[r * d..(r + 1) * d]);
+        }
+        let (mut h, mut proj, mut ctx, mut out, mut f) =
+            (Vec::new(), Vec::new(), vec![0f32; rows * d], Vec::new(), Vec::new());
+        for (li, layer) in self.decoder.iter().enumerate() {
+            // Self-attention over this row's previous positions and the new one.
+            layer_norm_into(&y, &layer.self_norm.gamma, &layer.self_norm.beta, &mut h);
+            layer.self_qkv.forward(&h, rows, &mut proj, self.threads);
+            for (r, cache) in state.caches.iter_mut().enumerate() {
+                cache.k[li].extend_from_slice(&proj[r * 3 * d + d..r * 3 * d + 2 * d]);
+                cache.v[li].extend_from_slice(&proj[r * 3 * d + 2 * d..(r + 1) * 3 * d]);
+            }
+            let caches = &state.caches;
+            let t = state.step + 1;
+            self.for_rows(rows, &mut ctx, d, |r, o| {
+                self.attend(&proj[r * 3 * d..r * 3 * d + d], &caches[r].k[li], &caches[r].v[li], t, d, o)
+            });
+            layer.self_out.forward(&ctx, rows, &mut out, self.threads);
+            add_in_place(&mut y, &out);
+            // Attention over the source.
+            layer_norm_into(&y, &layer.cross_norm.gamma, &layer.cross_norm.beta, &mut h);
+            layer.cross_q.forward(&h, rows, &mut proj, self.threads);
+            let (memory, row_sentence) = (&state.memory, &state.row_sentence);
+            self.for_rows(rows, &mut ctx, d, |r, o| {
+                let (k, v) = &memory[row_sentence[r]][li];
+                self.attend(&proj[r * d..(r + 1) * d], k, v, k.len() / d, d, o)
+            });
+            layer.cross_out.forward(&ctx, rows, &mut out, self.threads);
+            add_in_place(&mut y, &out);
+            // Feed-forward.
+            layer_norm_into(&y, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, &mut h);
+            layer.fc1.forward(&h, rows, &mut f, self.threads);
+            relu(&mut f);
+            layer.fc2.forward(&f, rows, &mut out, self.threads);
+            add_in_place(&mut y, &out);
+        }
+        layer_norm(&mut y, &self.decoder_norm.gamma, &self.decoder_norm.beta);
+        match &self.out_proj {
+            Some(lin) => lin.forward(&y, rows, logits, self.threads),
+            None => self.src_embed.apply(&y, rows, logits, None, self.threads),
+        }
+        state.step += 1;
+    }
+
+    fn select_rows(&self, state: &mut TransformerState, parents: &[usize]) {
+        state.row_sentence = parents.iter().map(|&p| state.row_sentence[p]).collect();
+        let mut old: Vec<Option<RowCache>> =
+            std::mem::take(&mut state.caches).into_iter().map(Some).collect();
+        // A parent's cache is moved to its last child and copied for the others.
+        let mut last_use = vec![usize::MAX; old.len()];
+        for (i, &p) in parents.iter().enumerate() {
+            last_use[p] = i;
+        }
+        state.caches = parents
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                if last_use[p] == i {
+                    old[p].take().expect("moved once")
+                } else {
+                    old[p].clone().expect("not yet moved")
+                }
+            })
+            .collect();
+    }
+}

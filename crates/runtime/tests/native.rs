@@ -1,0 +1,278 @@
+//! The native engine on model directories built here (random weights, a BPE vocabulary trained on
+//! a few sentences): no libtorch involved. Agreement with the libtorch decoder is checked by the
+//! binary's tests (tests/cli.rs), which have both engines.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use seqkd_runtime::format::{Hypothesis, MASK_SUFFIX, SHAPE_SUFFIX, VALUES_SUFFIX};
+use seqkd_runtime::translator::{LoadError, Precision};
+use seqkd_runtime::Translator;
+use seqkd_text::vocab::{Vocab, VocabConfig};
+
+const SENTENCES: &[&str] = &[
+    "a man is riding a bike down the street",
+    "two dogs play in the snow",
+    "a woman in a red dress sings",
+    "children are playing football in the park",
+    "the old man reads a newspaper on a bench",
+    "a girl with a blue hat",
+    "three people walk along the beach at sunset",
+    "a cat sleeps",
+];
+
+/// Deterministic pseudo-random weights in [-scale, scale].
+fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+struct Tensors(Vec<(String, Dtype, Vec<usize>, Vec<u8>)>);
+
+impl Tensors {
+    fn f32(&mut self, name: &str, shape: &[usize], data: &[f32]) {
+        let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.0.push((format!("model.{name}"), Dtype::F32, shape.to_vec(), bytes));
+    }
+    fn write(&self, path: &Path) {
+        let views: Vec<(String, TensorView)> = self
+            .0
+            .iter()
+            .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+            .collect();
+        std::fs::write(path, safetensors::serialize(views, None::<HashMap<String, String>>).unwrap())
+            .unwrap();
+    }
+}
+
+/// A Transformer model directory (d 16, 2 heads, 2+1 layers) with random weights. `prune` stores
+/// the first encoder FFN matrix compactly with every other weight removed.
+fn model_dir(dir: &Path, tied: bool, prune: bool) -> Vocab {
+    let vocab = Vocab::train(
+        SENTENCES.iter().copied(),
+        &VocabConfig { size: 300, min_frequency: 1, ..Default::default() },
+    )
+    .unwrap();
+    vocab.save(&dir.join("vocab.json")).unwrap();
+    let (d, ff, v) = (16, 32, vocab.len());
+    std::fs::write(
+        dir.join("config.toml"),
+        format!(
+            "[data]\ntrain_src = \"nowhere\"\n[model]\narch = \"transformer\"\nd_model = {d}\nn_heads = 2\nd_ff = {ff}\n\
+             encoder_layers = 2\ndecoder_layers = 1\ndropout = 0.1\ntied_embeddings = {tied}\n\
+             [decode]\nbeam_size = 3\nmax_len_a = 1.0\nmax_len_b = 4\n"
+        ),
+    )
+    .unwrap();
+    let mut t = Tensors(Vec::new());
+    let mut seed = 1;
+    let mut next = |n: usize, scale: f32| {
+        seed += 1;
+        noise(n, seed, scale)
+    };
+    let mut linear = |t: &mut Tensors, name: &str, out: usize, inp: usize| {
+        t.f32(&format!("{name}.weight"), &[out, inp], &next(out * inp, 0.5));
+        t.f32(&format!("{name}.bias"), &[out], &next(out, 0.1));
+    };
+    let norm = |t: &mut Tensors, name: &str| {
+        t.f32(&format!("{name}.weight"), &[d], &vec![1.0; d]);
+        t.f32(&format!("{name}.bias"), &[d], &vec![0.0; d]);
+    };
+    for i in 0..2 {
+        let p = format!("encoder.{i}");
+        norm(&mut t, &format!("{p}.self_attn_norm"));
+        norm(&mut t, &format!("{p}.ffn_norm"));
+        for x in ["q", "k", "v", "out"] {
+            linear(&mut t, &format!("{p}.self_attn.{x}_proj"), d, d);
+        }
+        linear(&mut t, &format!("{p}.ffn.fc1"), ff, d);
+        linear(&mut t, &format!("{p}.ffn.fc2"), d, ff);
+    }
+    let p = "decoder.0";
+    for n in ["self_attn_norm", "cross_attn_norm", "ffn_norm"] {
+        norm(&mut t, &format!("{p}.{n}"));
+    }
+    for a in ["self_attn", "cross_attn"] {
+        for x in ["q", "k", "v", "out"] {
+            linear(&mut t, &format!("{p}.{a}.{x}_proj"), d, d);
+        }
+    }
+    linear(&mut t, &format!("{p}.ffn.fc1"), ff, d);
+    linear(&mut t, &format!("{p}.ffn.fc2"), d, ff);
+    norm(&mut t, "encoder_norm");
+    norm(&mut t, "decoder_norm");
+    t.f32("src_embed.weight", &[v, d], &noise(v * d, 99, 0.3));
+    if !tied {
+        t.f32("tgt_embed.weight", &[v, d], &noise(v * d, 98, 0.3));
+        linear(&mut t, "out_proj", v, d);
+    }
+    if prune {
+        let name = "model.encoder.0.ffn.fc1.weight";
+        let i = t.0.iter().position(|e| e.0 == name).unwrap();
+        let (_, _, shape, bytes) = t.0.remove(i);
+        let values: Vec<f32> = bytes.chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        let mut mask = vec![0u8; values.len().div_ceil(8)];
+        let mut kept = Vec::new();
+        for (j, w) in values.iter().enumerate() {
+            if j % 2 == 0 {
+                mask[j / 8] |= 1 << (j % 8);
+                kept.push(*w);
+            }
+        }
+        t.0.push((format!("{name}{MASK_SUFFIX}"), Dtype::U8, vec![mask.len()], mask));
+        t.0.push((
+            format!("{name}{VALUES_SUFFIX}"),
+            Dtype::F32,
+            vec![kept.len()],
+            kept.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+        let shape_bytes = shape.iter().flat_map(|&s| (s as i64).to_le_bytes()).collect();
+        t.0.push((format!("{name}{SHAPE_SUFFIX}"), Dtype::I64, vec![2], shape_bytes));
+        // The dense equivalent, for comparison.
+        let dense: Vec<f32> =
+            values.iter().enumerate().map(|(j, w)| if j % 2 == 0 { *w } else { 0.0 }).collect();
+        let mut dense_t = Tensors(t.0.clone());
+        dense_t.0.retain(|e| !e.0.starts_with(name));
+        dense_t.f32("encoder.0.ffn.fc1.weight", &shape, &dense);
+        dense_t.write(&dir.join("dense-equivalent.safetensors"));
+    }
+    t.write(&dir.join("model.safetensors"));
+    vocab
+}
+
+/// Beam search with `k` called directly (the translator dispatches K = 1 to greedy search).
+fn seqkd_runtime_beam(t: &Translator, k: usize) -> Vec<Vec<Hypothesis>> {
+    let ids = t.vocab.encode_batch(&inputs()).unwrap();
+    let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let max_lens: Vec<usize> =
+        rows.iter().map(|r| seqkd_runtime::format::max_output_len(&t.cfg, r.len())).collect();
+    match &t.model {
+        seqkd_runtime::NativeModel::Transformer(m) => {
+            seqkd_runtime::search::beam_search(m, &rows, &max_lens, k, t.cfg.length_penalty, 1)
+        }
+    }
+}
+
+fn inputs() -> Vec<String> {
+    SENTENCES.iter().map(|s| s.to_string()).collect()
+}
+
+fn translate(t: &mut Translator, beam: usize, max_sentences: usize, nbest: usize) -> Vec<Vec<Hypothesis>> {
+    t.cfg.beam_size = beam;
+    t.cfg.max_sentences = max_sentences;
+    t.translate(&inputs(), nbest, |_| {}).unwrap()
+}
+
+/// Same tokens; scores equal up to float rounding (matrix products of different batch sizes may
+/// round differently in the last bit).
+fn assert_same(a: &[Vec<Hypothesis>], b: &[Vec<Hypothesis>], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert_eq!(x.tokens, y.tokens, "{what}");
+        assert!((x.normalized_score - y.normalized_score).abs() < 1e-4, "{what}: {x:?} vs {y:?}");
+    }
+    assert_eq!(a.iter().flatten().count(), b.iter().flatten().count(), "{what}");
+}
+
+#[test]
+fn batched_decoding_equals_one_sentence_at_a_time_and_beam_one_equals_greedy() {
+    for tied in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        model_dir(dir.path(), tied, false);
+        for threads in [1, 2] {
+            let mut t = Translator::load(dir.path(), None, Precision::AsStored, threads).unwrap();
+            let greedy = translate(&mut t, 1, 0, 1);
+            assert!(greedy.iter().all(|h| h.len() == 1 && !h[0].tokens.is_empty()), "{greedy:?}");
+            assert_same(&translate(&mut t, 1, 1, 1), &greedy, "greedy: batched vs one at a time");
+            let beam1 = translate(&mut t, 1, 0, 1);
+            assert_eq!(beam1, greedy);
+            let mut t1 = Translator::load(dir.path(), None, Precision::AsStored, threads).unwrap();
+            t1.cfg.beam_size = 1;
+            assert_same(&seqkd_runtime_beam(&t1, 1), &greedy, "beam search with K = 1 vs greedy");
+            let beam = translate(&mut t, 3, 0, 3);
+            assert!(beam.iter().all(|h| h.len() == 3), "n-best of 3");
+            assert_same(&translate(&mut t, 3, 1, 3), &beam, "beam: batched vs one at a time");
+            // The beam's best is at least as good as greedy under the model's own scores.
+            for (b, g) in beam.iter().zip(&greedy) {
+                assert!(b[0].normalized_score >= g[0].normalized_score - 1e-5);
+            }
+        }
+    }
+}
+
+#[test]
+fn greedy_hypotheses_carry_consistent_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path(), true, false);
+    let mut t = Translator::load(dir.path(), None, Precision::AsStored, 1).unwrap();
+    for h in translate(&mut t, 1, 0, 1).iter().flatten() {
+        let sum: f32 = h.token_logprobs.iter().sum();
+        assert!((sum - h.score).abs() < 1e-4);
+        assert!(h.token_logprobs.iter().all(|&lp| lp <= 0.0));
+        // Stops at `</s>` (one more log-prob than tokens) or at the length limit.
+        assert!(h.token_logprobs.len() == h.tokens.len() + 1 || h.tokens.len() >= 4);
+    }
+}
+
+#[test]
+fn a_pruned_model_loads_as_its_dense_equivalent() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path(), true, true);
+    let mut compact = Translator::load(dir.path(), None, Precision::AsStored, 1).unwrap();
+    let mut dense =
+        Translator::load(dir.path(), Some("dense-equivalent.safetensors"), Precision::AsStored, 1).unwrap();
+    assert_eq!(translate(&mut compact, 3, 0, 3), translate(&mut dense, 3, 0, 3));
+}
+
+#[test]
+fn quantized_directory_decodes_as_int8_at_load_and_is_a_quarter_of_the_size() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path(), false, true);
+    let out = dir.path().join("int8");
+    let summary = seqkd_runtime::quantize::quantize_model_dir(dir.path(), &out).unwrap();
+    assert_eq!(summary.matrices, 2 * 6 + 10 + 3, "every weight matrix is int8");
+    // A quarter for the matrices; this toy model's f32 biases and norms make the whole ~40%.
+    assert!(summary.bytes_after * 100 < summary.bytes_before * 45, "{summary:?}");
+    let mut stored = Translator::load(&out, None, Precision::AsStored, 1).unwrap();
+    let mut at_load = Translator::load(dir.path(), None, Precision::Int8, 1).unwrap();
+    let mut f32 = Translator::load(dir.path(), None, Precision::AsStored, 1).unwrap();
+    let int8 = translate(&mut stored, 3, 0, 1);
+    assert_eq!(int8, translate(&mut at_load, 3, 0, 1));
+    // int8 scores stay close to f32 on the first token (before paths can diverge).
+    for (q, f) in translate(&mut stored, 1, 0, 1).iter().zip(translate(&mut f32, 1, 0, 1)) {
+        if q[0].tokens.first() == f[0].tokens.first() {
+            assert!((q[0].token_logprobs[0] - f[0].token_logprobs[0]).abs() < 0.1);
+        }
+    }
+}
+
+#[test]
+fn wrong_model_directories_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    model_dir(dir.path(), true, false);
+    let error = |e: LoadError| e.to_string();
+    // A parameter missing from the weights is named.
+    let cfg = std::fs::read_to_string(dir.path().join("config.toml")).unwrap();
+    std::fs::write(dir.path().join("config.toml"), cfg.replace("encoder_layers = 2", "encoder_layers = 3"))
+        .unwrap();
+    let e = error(Translator::load(dir.path(), None, Precision::AsStored, 1).err().unwrap());
+    assert!(e.contains("encoder.2.self_attn_norm.weight"), "{e}");
+    // An LSTM is refused with what to do instead.
+    std::fs::write(dir.path().join("config.toml"), "[model]\narch = \"lstm\"\n").unwrap();
+    let e = error(Translator::load(dir.path(), None, Precision::AsStored, 1).err().unwrap());
+    assert!(e.contains("--engine torch"), "{e}");
+    // A truncated weights file names the file.
+    std::fs::write(dir.path().join("config.toml"), cfg).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
+    let e = error(Translator::load(dir.path(), None, Precision::AsStored, 1).err().unwrap());
+    assert!(e.contains("model.safetensors"), "{e}");
+}
