@@ -6,6 +6,7 @@ mod bench_kd;
 mod check_corpus;
 mod demo;
 mod distill;
+mod export;
 mod gen_corpus;
 mod pipeline;
 mod prune;
@@ -47,6 +48,8 @@ enum Command {
     Pipeline(pipeline::Args),
     /// Magnitude-prune a model (class-blind or class-uniform) into a compact model directory.
     Prune(prune::Args),
+    /// Export a model for another runtime: a CTranslate2 model directory.
+    Export(export::Args),
     /// Quantize a model's weight matrices to int8 for the native engine (`translate --engine native`).
     Quantize(quantize::Args),
     /// Average the last checkpoints of a model directory into one weights file.
@@ -81,6 +84,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pipeline(args) => pipeline::run(args),
         Command::Prune(args) => prune::run(args),
         Command::Quantize(args) => quantize::run(args),
+        Command::Export(args) => export::run(args),
         Command::Translate(args) => translate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchKd(args) => bench_kd::run(args),
