@@ -35,20 +35,24 @@ pub struct Args {
 
 /// The repository's `scripts/ct2`: next to the binary's source tree, or `$SEQKD_HOME/scripts/ct2`.
 fn scripts_dir() -> anyhow::Result<PathBuf> {
-    let roots = [std::env::var_os("SEQKD_HOME").map(PathBuf::from), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")))];
+    let roots =
+        [std::env::var_os("SEQKD_HOME").map(PathBuf::from), Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")))];
     roots
         .into_iter()
         .flatten()
         .map(|root| root.join("scripts/ct2"))
         .find(|dir| dir.join("export.py").is_file())
-        .context("scripts/ct2/export.py not found: run seqkd from its source checkout or set SEQKD_HOME to it")
+        .context(
+            "scripts/ct2/export.py not found: run seqkd from its source checkout or set SEQKD_HOME to it",
+        )
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let Format::Ctranslate2 = args.format;
     let scripts = scripts_dir()?;
     let root = scripts.parent().and_then(Path::parent).context("scripts dir has no repository root")?;
-    let status = Command::new("bash").arg(scripts.join("venv.sh")).status().context("running scripts/ct2/venv.sh")?;
+    let status =
+        Command::new("bash").arg(scripts.join("venv.sh")).status().context("running scripts/ct2/venv.sh")?;
     anyhow::ensure!(status.success(), "could not set up the CTranslate2 venv (scripts/ct2/venv.sh)");
     let python = root.join(".venv-ct2/bin/python");
     let mut cmd = Command::new(&python);

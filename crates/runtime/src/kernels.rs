@@ -1,44 +1,32 @@
-//! The numeric kernels of the decoder: matrix products (f32 through the `gemm` crate, int8 in
-//! [`crate::int8`]), layer normalisation, softmax, and the row gather that beam search reorders
-//! its caches with. Matrices are row-major `&[f32]` slices with their sizes passed alongside.
+//! The numeric kernels of the decoder: matrix products (f32 in [`crate::dense`], int8 in
+//! [`crate::int8`]), layer normalisation, softmax, positions. Activations are row-major `&[f32]`
+//! slices with their sizes passed alongside.
 
-use gemm::Parallelism;
-
+use crate::dense::DenseMatrix;
 use crate::int8::QuantizedMatrix;
 
 /// How many threads the matrix products may use (the caller runs inside a rayon pool this size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Threads(pub usize);
 
-impl Threads {
-    fn parallelism(self, m: usize, n: usize, k: usize) -> Parallelism {
-        // Below ~1 MFLOP the fork/join costs more than it saves.
-        if self.0 > 1 && m * n * k >= 1 << 20 {
-            Parallelism::Rayon(self.0)
-        } else {
-            Parallelism::None
-        }
-    }
-}
-
 /// A weight matrix `[out, in]` (as torch's `Linear` stores it), f32 or int8.
 #[derive(Debug, Clone)]
 pub enum Matrix {
-    F32 { data: Vec<f32>, rows: usize, cols: usize },
+    F32(DenseMatrix),
     Int8(QuantizedMatrix),
 }
 
 impl Matrix {
     pub fn rows(&self) -> usize {
         match self {
-            Matrix::F32 { rows, .. } => *rows,
+            Matrix::F32(d) => d.rows,
             Matrix::Int8(q) => q.rows,
         }
     }
 
     pub fn cols(&self) -> usize {
         match self {
-            Matrix::F32 { cols, .. } => *cols,
+            Matrix::F32(d) => d.cols,
             Matrix::Int8(q) => q.cols,
         }
     }
@@ -46,7 +34,7 @@ impl Matrix {
     /// Row `i` as f32 (embedding lookups), dequantized for int8.
     pub fn row_into(&self, i: usize, out: &mut [f32]) {
         match self {
-            Matrix::F32 { data, cols, .. } => out.copy_from_slice(&data[i * cols..(i + 1) * cols]),
+            Matrix::F32(d) => d.row_into(i, out),
             Matrix::Int8(q) => q.dequantize_row(i, out),
         }
     }
@@ -55,24 +43,21 @@ impl Matrix {
     pub fn apply(&self, x: &[f32], m: usize, y: &mut Vec<f32>, bias: Option<&[f32]>, threads: Threads) {
         let (n, k) = (self.rows(), self.cols());
         debug_assert_eq!(x.len(), m * k);
-        y.clear();
-        y.resize(m * n, 0.0);
+        // Every element is overwritten: only grow (zeroing just the new part) or shrink.
+        if y.len() > m * n {
+            y.truncate(m * n);
+        } else {
+            y.resize(m * n, 0.0);
+        }
         match self {
-            Matrix::F32 { data, .. } => {
-                if let Some(b) = bias {
-                    for row in y.chunks_exact_mut(n) {
-                        row.copy_from_slice(b);
-                    }
-                }
-                matmul_transposed(x, data, m, n, k, y, bias.is_some(), threads);
-            }
+            Matrix::F32(d) => d.matmul_transposed(x, m, y, bias, threads),
             Matrix::Int8(q) => q.matmul_transposed(x, m, y, bias, threads),
         }
     }
 
     pub fn quantize(&self) -> Matrix {
         match self {
-            Matrix::F32 { data, rows, cols } => Matrix::Int8(QuantizedMatrix::new(data, *rows, *cols)),
+            Matrix::F32(d) => Matrix::Int8(QuantizedMatrix::new(&d.to_row_major(), d.rows, d.cols)),
             Matrix::Int8(_) => self.clone(),
         }
     }
@@ -100,48 +85,6 @@ impl Linear {
     }
 }
 
-/// `y[m, n] (+)= x[m, k]·w[n, k]ᵀ` in f32; with `accumulate` the product is added to `y`.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_transposed(
-    x: &[f32],
-    w: &[f32],
-    m: usize,
-    n: usize,
-    k: usize,
-    y: &mut [f32],
-    accumulate: bool,
-    threads: Threads,
-) {
-    assert!(x.len() >= m * k && w.len() >= n * k && y.len() >= m * n, "matmul_transposed: sizes");
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the asserts above bound every index gemm computes from these sizes and strides.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            y.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            k as isize,
-            1,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            threads.parallelism(m, n, k),
-        )
-    }
-}
-
 /// Layer normalisation of each row of `x` (`[_, d]`), in place; eps as torch's default.
 pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
     let d = gamma.len();
@@ -162,25 +105,113 @@ pub fn layer_norm_into(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut Vec<f32
     layer_norm(out, gamma, beta);
 }
 
+/// `e^x` for f32 in branch-free arithmetic the compiler vectorises (libm's `expf` is a call per
+/// value): `n = round(x·log2 e)`, `r = x − n·ln 2` (ln 2 split in two parts so `r` is exact, as in
+/// Cody & Waite), `e^x = 2^n · e^r` with `e^r` by its degree-7 Taylor polynomial on
+/// `|r| ≤ ln 2 / 2`. Relative error below 4e-7 (a few ulp) on [-87, 88]; `x < -87` gives 0.
+#[inline(always)]
+fn fast_exp(x: f32) -> f32 {
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let xc = x.clamp(-87.0, 88.0);
+    // Round to nearest by adding and removing 1.5·2^23 (vectorises; `round` may be a libm call).
+    const MAGIC: f32 = 12_582_912.0;
+    let n = (xc * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, xc));
+    let p = (1.0f32 / 5040.0).mul_add(r, 1.0 / 720.0);
+    let p = p.mul_add(r, 1.0 / 120.0);
+    let p = p.mul_add(r, 1.0 / 24.0);
+    let p = p.mul_add(r, 1.0 / 6.0);
+    let p = p.mul_add(r, 0.5);
+    let p = p.mul_add(r, 1.0);
+    let p = p.mul_add(r, 1.0);
+    let scaled = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // Below e^-87 f32 is subnormal: nothing there changes a sum of probabilities.
+    if x < -87.0 {
+        0.0
+    } else {
+        p * scaled
+    }
+}
+
+/// `Σ exp(x - shift)`, and `x ← exp(x - shift)` when `store`.
+#[inline(always)]
+fn exp_sum_body(x: &mut [f32], shift: f32, store: bool) -> f32 {
+    let mut acc = [0f32; 16];
+    let mut chunks = x.chunks_exact_mut(16);
+    for c in &mut chunks {
+        for l in 0..16 {
+            let e = fast_exp(c[l] - shift);
+            if store {
+                c[l] = e;
+            }
+            acc[l] += e;
+        }
+    }
+    let mut tail = 0.0;
+    for v in chunks.into_remainder() {
+        let e = fast_exp(*v - shift);
+        if store {
+            *v = e;
+        }
+        tail += e;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn exp_sum_avx512(x: &mut [f32], shift: f32, store: bool) -> f32 {
+    exp_sum_body(x, shift, store)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn exp_sum_avx2(x: &mut [f32], shift: f32, store: bool) -> f32 {
+    exp_sum_body(x, shift, store)
+}
+
+fn exp_sum(x: &mut [f32], shift: f32, store: bool) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { exp_sum_avx512(x, shift, store) };
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: as above.
+            return unsafe { exp_sum_avx2(x, shift, store) };
+        }
+    }
+    exp_sum_body(x, shift, store)
+}
+
+fn max_of(x: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; 16];
+    let chunks = x.chunks_exact(16);
+    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for c in chunks {
+        for l in 0..16 {
+            m[l] = m[l].max(c[l]);
+        }
+    }
+    m.iter().copied().fold(tail, f32::max)
+}
+
 /// Softmax of `x` in place.
 pub fn softmax(x: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0;
-    for v in x.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    let inv = 1.0 / sum;
+    let max = max_of(x);
+    let inv = 1.0 / exp_sum(x, max, true);
     for v in x.iter_mut() {
         *v *= inv;
     }
 }
 
-/// `log Σ exp(x)`, the normaliser that turns logits into log-probabilities.
-pub fn log_sum_exp(x: &[f32]) -> f32 {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = x.iter().map(|v| (v - max).exp()).sum();
-    max + sum.ln()
+/// `log Σ exp(x)`, the normaliser that turns logits into log-probabilities (`x` is unchanged;
+/// it is `&mut` only to share the vectorised loop with [`softmax`]).
+pub fn log_sum_exp(x: &mut [f32]) -> f32 {
+    let max = max_of(x);
+    max + exp_sum(x, max, false).ln()
 }
 
 pub fn relu(x: &mut [f32]) {
@@ -243,40 +274,33 @@ pub fn sinusoid(pos: usize, out: &mut [f32]) {
 mod tests {
     use super::*;
 
-    fn naive(x: &[f32], w: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
-        let mut y = vec![0.0; m * n];
-        for i in 0..m {
-            for j in 0..n {
-                y[i * n + j] = (0..k).map(|t| x[i * k + t] * w[j * k + t]).sum();
-            }
-        }
-        y
-    }
-
-    #[test]
-    fn matmul_transposed_matches_the_definition() {
-        let (m, n, k) = (7, 33, 19);
-        let x: Vec<f32> = (0..m * k).map(|i| ((i * 37 % 11) as f32 - 5.0) / 3.0).collect();
-        let w: Vec<f32> = (0..n * k).map(|i| ((i * 13 % 7) as f32 - 3.0) / 2.0).collect();
-        let mut y = vec![0.0; m * n];
-        for threads in [Threads(1), Threads(2)] {
-            matmul_transposed(&x, &w, m, n, k, &mut y, false, threads);
-            for (a, b) in y.iter().zip(naive(&x, &w, m, n, k)) {
-                assert!((a - b).abs() < 1e-4, "{a} vs {b}");
-            }
-        }
-    }
-
     #[test]
     fn softmax_and_log_sum_exp_agree() {
         let mut x = vec![1.0, -2.0, 3.5, 0.25];
-        let lse = log_sum_exp(&x);
+        let lse = log_sum_exp(&mut x);
         let expect: Vec<f32> = x.iter().map(|v| (v - lse).exp()).collect();
         softmax(&mut x);
         for (a, b) in x.iter().zip(expect) {
             assert!((a - b).abs() < 1e-6);
         }
         assert!((x.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fast_exp_is_within_a_few_ulp_of_libm() {
+        for i in -2000..=1760 {
+            let x = i as f32 * 0.05;
+            let (got, want) = (fast_exp(x), x.exp());
+            if x < -87.0 {
+                assert_eq!(got, 0.0);
+            } else {
+                assert!((got - want).abs() <= 4e-7 * want, "exp({x}): {got} vs {want}");
+            }
+        }
+        assert_eq!(fast_exp(f32::NEG_INFINITY), 0.0);
+        let mut long: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin() * 8.0).collect();
+        let exact = long.iter().map(|v| v.exp()).sum::<f32>().ln();
+        assert!((log_sum_exp(&mut long) - exact).abs() < 1e-5);
     }
 
     #[test]

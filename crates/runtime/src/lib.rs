@@ -2,12 +2,13 @@
 //!
 //! The deployment path for distilled students. It loads a model directory as `seqkd train`
 //! writes it (dense, pruned or int8-quantized; see [`format`]) and translates with batched greedy
-//! or beam search ([`search`], the same rules as the libtorch decoder) through f32 kernels (the
-//! `gemm` crate) or int8 ones ([`int8`]: AVX-512 VNNI or AVX2, chosen at run time).
+//! or beam search ([`search`], the same rules as the libtorch decoder) through f32 kernels
+//! ([`dense`]) or int8 ones ([`int8`]: AVX-512 VNNI or AVX2, chosen at run time).
 //!
 //! Data flow: [`Translator`] (text → subword batches by source length) → [`search`] →
 //! [`Decoder`] (the model seam: encode once, then one step per target token) → [`kernels`].
 
+pub mod dense;
 pub mod format;
 pub mod int8;
 pub mod kernels;

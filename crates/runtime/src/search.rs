@@ -1,17 +1,12 @@
 //! Batched greedy and beam search over any [`Decoder`], with the same rules as the libtorch
 //! decoder (`seqkd_nmt::decode`), so both engines give the same translations from the same weights.
 
+use rayon::prelude::*;
 use seqkd_text::vocab::SPECIAL_IDS;
 
 use crate::format::Hypothesis;
+use crate::kernels::log_sum_exp;
 use crate::Decoder;
-
-/// `(log Σ exp, max)` of a row of logits, computed as libtorch's `log_softmax` does.
-fn normaliser(logits: &[f32]) -> f32 {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = logits.iter().map(|v| (v - max).exp()).sum();
-    max + sum.ln()
-}
 
 /// Log-probability of `logit` in a row with normaliser `lse`, rounded as `x - max - log(sum)`.
 fn log_prob(logit: f32, lse: f32) -> f32 {
@@ -38,12 +33,17 @@ pub fn greedy<D: Decoder>(
         t += 1;
         let mut keep = Vec::with_capacity(alive.len());
         let mut next = Vec::with_capacity(alive.len());
+        let best: Vec<(usize, f32)> = logits
+            .par_chunks_mut(vocab)
+            .map(|l| {
+                // The first maximum, as libtorch's max returns.
+                let (best, &best_logit) =
+                    l.iter().enumerate().fold((0, &f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+                (best, log_prob(best_logit, log_sum_exp(l)))
+            })
+            .collect();
         for (row, &sent) in alive.iter().enumerate() {
-            let l = &logits[row * vocab..(row + 1) * vocab];
-            // The first maximum, as libtorch's max returns.
-            let (best, &best_logit) =
-                l.iter().enumerate().fold((0, &f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
-            let lp = log_prob(best_logit, normaliser(l));
+            let (best, lp) = best[row];
             let h = &mut hyps[sent];
             h.score += lp;
             h.token_logprobs.push(lp);
@@ -89,19 +89,24 @@ pub fn beam_search<D: Decoder>(
     let mut cands: Vec<(f32, usize)> = Vec::with_capacity(2 * k * k);
     loop {
         model.step(&mut state, &prev, &mut logits);
-        let scores = search.scores().to_vec();
+        let scores = search.scores();
+        // The best 2K of a sentence's K·V candidates are among each of its rows' best 2K.
+        let row_best: Vec<Vec<(usize, f32)>> = logits
+            .par_chunks_mut(vocab)
+            .zip(scores.par_iter())
+            .map(|(l, &score)| {
+                if score == f32::NEG_INFINITY {
+                    return Vec::new();
+                }
+                let lse = log_sum_exp(l);
+                top_indices(l, 2 * k).into_iter().map(|tok| (tok, log_prob(l[tok], lse) + score)).collect()
+            })
+            .collect();
         let next = search.advance(max_lens, vocab, |a| {
-            // The best 2K of the sentence's K·V candidates are among each row's best 2K.
             cands.clear();
             for b in 0..k {
-                let row = a * k + b;
-                if scores[row] == f32::NEG_INFINITY {
-                    continue;
-                }
-                let l = &logits[row * vocab..(row + 1) * vocab];
-                let lse = normaliser(l);
-                for tok in top_indices(l, 2 * k) {
-                    cands.push((log_prob(l[tok], lse) + scores[row], b * vocab + tok));
+                for &(tok, score) in &row_best[a * k + b] {
+                    cands.push((score, b * vocab + tok));
                 }
             }
             // Best first; ties to the lower flat index (as a stable top-k over `[K·V]`).
@@ -264,14 +269,25 @@ impl BeamSearch {
     }
 }
 
-/// Indices of the `n` largest values (any order), lower index first among equals.
+/// Indices of the `n` largest values, largest first, lower index first among equals.
 fn top_indices(values: &[f32], n: usize) -> Vec<usize> {
     let mut best: Vec<(f32, usize)> = Vec::with_capacity(n + 1);
-    for (i, &v) in values.iter().enumerate() {
+    let consider = |i: usize, v: f32, best: &mut Vec<(f32, usize)>| {
         if best.len() < n || v > best[best.len() - 1].0 {
             let pos = best.partition_point(|&(b, _)| b >= v);
             best.insert(pos, (v, i));
             best.truncate(n);
+        }
+    };
+    // Most chunks hold nothing above the current n-th best: skip them on their maximum.
+    const CHUNK: usize = 32;
+    for (c, chunk) in values.chunks(CHUNK).enumerate() {
+        let threshold = if best.len() < n { f32::NEG_INFINITY } else { best[best.len() - 1].0 };
+        if best.len() == n && chunk.iter().copied().fold(f32::NEG_INFINITY, f32::max) <= threshold {
+            continue;
+        }
+        for (i, &v) in chunk.iter().enumerate() {
+            consider(c * CHUNK + i, v, &mut best);
         }
     }
     best.into_iter().map(|(_, i)| i).collect()
@@ -285,6 +301,10 @@ mod tests {
     fn top_indices_keeps_the_largest_and_the_first_of_equals() {
         let v = [0.5, 3.0, -1.0, 3.0, 2.0, 7.0];
         assert_eq!(top_indices(&v, 3), vec![5, 1, 3]);
+        let long: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1009) as f32).collect();
+        let mut sorted: Vec<usize> = (0..1000).collect();
+        sorted.sort_by(|&a, &b| long[b].total_cmp(&long[a]).then(a.cmp(&b)));
+        assert_eq!(top_indices(&long, 10), sorted[..10]);
         assert_eq!(top_indices(&v, 1), vec![5]);
         assert_eq!(top_indices(&v, 10).len(), 6);
     }

@@ -160,13 +160,11 @@ impl Transformer {
         })
     }
 
-    /// Token embedding × √d plus the position's sinusoid, for one token.
-    fn embed_into(&self, table: &Matrix, token: u32, pos: usize, out: &mut [f32]) {
+    /// Token embedding × √d plus the position's sinusoid `pe`, for one token.
+    fn embed_into(&self, table: &Matrix, token: u32, pe: &[f32], out: &mut [f32]) {
         table.row_into(token as usize, out);
         let scale = (self.d as f32).sqrt();
-        let mut pe = vec![0f32; self.d];
-        sinusoid(pos, &mut pe);
-        for (o, p) in out.iter_mut().zip(&pe) {
+        for (o, p) in out.iter_mut().zip(pe) {
             *o = *o * scale + p;
         }
     }
@@ -181,10 +179,20 @@ impl Transformer {
             total += s.len() + 1;
         }
         let mut x = vec![0f32; total * d];
+        let longest = ranges.iter().map(|r| r.len()).max().unwrap_or(0);
+        let mut positions = vec![0f32; longest * d];
+        for (pos, pe) in positions.chunks_mut(d).enumerate() {
+            sinusoid(pos, pe);
+        }
         for (s, r) in srcs.iter().zip(&ranges) {
             for (pos, tok) in s.iter().copied().chain([SPECIAL_IDS.eos]).enumerate() {
                 let row = r.start + pos;
-                self.embed_into(&self.src_embed, tok, pos, &mut x[row * d..(row + 1) * d]);
+                self.embed_into(
+                    &self.src_embed,
+                    tok,
+                    &positions[pos * d..(pos + 1) * d],
+                    &mut x[row * d..(row + 1) * d],
+                );
             }
         }
         let (mut h, mut qkv, mut ctx, mut out, mut f) =
@@ -331,8 +339,10 @@ impl Decoder for Transformer {
         debug_assert_eq!(rows, state.row_sentence.len());
         let table = self.tgt_embed.as_ref().unwrap_or(&self.src_embed);
         let mut y = vec![0f32; rows * d];
+        let mut pe = vec![0f32; d];
+        sinusoid(state.step, &mut pe);
         for (r, &tok) in prev.iter().enumerate() {
-            self.embed_into(table, tok, state.step, &mut y[r * d..(r + 1) * d]);
+            self.embed_into(table, tok, &pe, &mut y[r * d..(r + 1) * d]);
         }
         let (mut h, mut proj, mut ctx, mut out, mut f) =
             (Vec::new(), Vec::new(), vec![0f32; rows * d], Vec::new(), Vec::new());

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use crate::dense::DenseMatrix;
 use crate::format::{FormatError, Param};
 use crate::int8::QuantizedMatrix;
 use crate::kernels::{Linear, Matrix};
@@ -50,7 +51,7 @@ impl Weights {
     pub fn matrix(&mut self, name: &str) -> Result<Matrix, WeightError> {
         match self.take(name)? {
             Param::F32(t) => match t.shape[..] {
-                [rows, cols] => Ok(Matrix::F32 { data: t.data, rows, cols }),
+                [rows, cols] => Ok(Matrix::F32(DenseMatrix::new(&t.data, rows, cols))),
                 _ => Err(WeightError::Shape { name: name.into(), got: t.shape, expected: "a matrix".into() }),
             },
             Param::Int8 { rows, cols, q, scales } => {
@@ -97,11 +98,11 @@ impl Weights {
             None
         };
         let weight = match &parts[0].weight {
-            Matrix::F32 { .. } => Matrix::F32 {
-                data: parts
+            Matrix::F32(_) => {
+                let data: Vec<f32> = parts
                     .iter()
                     .flat_map(|p| match &p.weight {
-                        Matrix::F32 { data, .. } => data.clone(),
+                        Matrix::F32(d) => d.to_row_major(),
                         Matrix::Int8(q) => {
                             let mut out = vec![0f32; q.rows * q.cols];
                             for (i, row) in out.chunks_mut(q.cols).enumerate() {
@@ -110,10 +111,9 @@ impl Weights {
                             out
                         }
                     })
-                    .collect(),
-                rows,
-                cols,
-            },
+                    .collect();
+                Matrix::F32(DenseMatrix::new(&data, rows, cols))
+            }
             Matrix::Int8(_) => {
                 let mut q = Vec::with_capacity(rows * cols);
                 let mut scales = Vec::with_capacity(rows);
