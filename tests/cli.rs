@@ -641,9 +641,19 @@ fn pruned_model_is_compact_decodes_like_the_masked_model_and_stays_pruned_while_
 }
 
 #[test]
-fn native_engine_translates_like_libtorch_for_dense_and_pruned_models() {
+fn native_engine_translates_like_libtorch_for_transformer_lstm_and_pruned_models() {
     let dir = tempfile::tempdir().unwrap();
     let m = tiny_teacher(dir.path(), "m", 40);
+    // The paper's LSTM (global-general attention, input feeding), untied output layer.
+    let config = dir.path().join("tiny.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let model_section = text[text.find("[model]").unwrap()..text.find("[train]").unwrap()].to_string();
+    let lstm_section = "[model]\narch = \"lstm\"\nembed_dim = 24\nhidden = 32\nlayers = 2\ndropout = 0.1\ntied_embeddings = false\n\n";
+    let lstm_config = dir.path().join("tiny-lstm.toml");
+    std::fs::write(&lstm_config, text.replace(&model_section, lstm_section)).unwrap();
+    let lstm = dir.path().join("lstm");
+    let out = seqkd(&["train", "--config", p(&lstm_config), "--model-dir", p(&lstm), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let pruned = dir.path().join("p50");
     let out = seqkd(&["prune", "--model", p(&m), "--ratio", "0.5", "--out", p(&pruned)]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -665,7 +675,7 @@ fn native_engine_translates_like_libtorch_for_dense_and_pruned_models() {
         assert!(out.status.success(), "{}", stderr(&out));
         stdout(&out)
     };
-    for model in [&m, &pruned] {
+    for model in [&m, &pruned, &lstm] {
         for beam in ["1", "3"] {
             let torch = run(model, "torch", &["--beam", beam, "--nbest", "1"]);
             let native = run(model, "native", &["--beam", beam, "--nbest", "1"]);

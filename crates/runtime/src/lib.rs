@@ -12,6 +12,7 @@ pub mod dense;
 pub mod format;
 pub mod int8;
 pub mod kernels;
+pub mod lstm;
 pub mod quantize;
 pub mod search;
 pub mod transformer;

@@ -12,6 +12,7 @@ use crate::format::{
 };
 use crate::kernels::Threads;
 use crate::search::{beam_search, greedy};
+use crate::lstm::Lstm;
 use crate::transformer::Transformer;
 use crate::weights::{WeightError, Weights};
 use crate::Decoder;
@@ -43,6 +44,7 @@ pub enum Precision {
 #[derive(Debug, Clone)]
 pub enum NativeModel {
     Transformer(Transformer),
+    Lstm(Lstm),
 }
 
 impl NativeModel {
@@ -60,11 +62,8 @@ impl NativeModel {
                 Transformer::load(c, &mut w, vocab_size)
                     .map_err(|source| LoadError::Weights { path, source })?,
             ),
-            ModelConfig::Lstm(_) => {
-                return Err(LoadError::Unsupported {
-                    path: dir.join(CONFIG_FILE),
-                    reason: "the native engine does not run LSTM models yet; use --engine torch".into(),
-                })
+            ModelConfig::Lstm(c) => {
+                NativeModel::Lstm(Lstm::load(c, &mut w, vocab_size).map_err(|source| LoadError::Weights { path, source })?)
             }
         };
         Ok((model, cfg))
@@ -73,12 +72,14 @@ impl NativeModel {
     pub fn quantized(&self) -> Self {
         match self {
             NativeModel::Transformer(m) => NativeModel::Transformer(m.quantized()),
+            NativeModel::Lstm(m) => NativeModel::Lstm(m.quantized()),
         }
     }
 
     fn set_threads(&mut self, threads: Threads) {
         match self {
             NativeModel::Transformer(m) => m.set_threads(threads),
+            NativeModel::Lstm(m) => m.set_threads(threads),
         }
     }
 }
@@ -135,6 +136,7 @@ impl Translator {
             let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
             let hyps = self.pool.install(|| match &self.model {
                 NativeModel::Transformer(m) => self.search(m, &rows, nbest),
+                NativeModel::Lstm(m) => self.search(m, &rows, nbest),
             });
             for (i, h) in batch.iter().zip(hyps) {
                 out[*i] = h;

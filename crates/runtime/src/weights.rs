@@ -62,19 +62,25 @@ impl Weights {
 
     /// `prefix.weight` and, if present, `prefix.bias`.
     pub fn linear(&mut self, prefix: &str) -> Result<Linear, WeightError> {
-        let weight = self.matrix(&format!("{prefix}.weight"))?;
         let bias_name = format!("{prefix}.bias");
-        let bias = if self.params.contains_key(&bias_name) { Some(self.vector(&bias_name)?) } else { None };
-        if let Some(b) = &bias {
-            if b.len() != weight.rows() {
+        let bias = self.params.contains_key(&bias_name).then_some(bias_name);
+        self.linear_named(&format!("{prefix}.weight"), bias.as_deref())
+    }
+
+    /// A linear layer from a weight matrix and an optional bias vector, by their names.
+    pub fn linear_named(&mut self, weight: &str, bias: Option<&str>) -> Result<Linear, WeightError> {
+        let weight_m = self.matrix(weight)?;
+        let bias = bias.map(|b| self.vector(b).map(|v| (b, v))).transpose()?;
+        if let Some((name, b)) = &bias {
+            if b.len() != weight_m.rows() {
                 return Err(WeightError::Shape {
-                    name: bias_name,
+                    name: name.to_string(),
                     got: vec![b.len()],
-                    expected: format!("[{}]", weight.rows()),
+                    expected: format!("[{}]", weight_m.rows()),
                 });
             }
         }
-        Ok(Linear { weight, bias })
+        Ok(Linear { weight: weight_m, bias: bias.map(|(_, v)| v) })
     }
 
     /// Several linear layers reading the same input, stacked into one (outputs concatenated).

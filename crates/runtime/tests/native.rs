@@ -159,6 +159,9 @@ fn seqkd_runtime_beam(t: &Translator, k: usize) -> Vec<Vec<Hypothesis>> {
         seqkd_runtime::NativeModel::Transformer(m) => {
             seqkd_runtime::search::beam_search(m, &rows, &max_lens, k, t.cfg.length_penalty, 1)
         }
+        seqkd_runtime::NativeModel::Lstm(m) => {
+            seqkd_runtime::search::beam_search(m, &rows, &max_lens, k, t.cfg.length_penalty, 1)
+        }
     }
 }
 
@@ -266,10 +269,10 @@ fn wrong_model_directories_are_clear_errors() {
         .unwrap();
     let e = error(Translator::load(dir.path(), None, Precision::AsStored, 1).err().unwrap());
     assert!(e.contains("encoder.2.self_attn_norm.weight"), "{e}");
-    // An LSTM is refused with what to do instead.
+    // A config of the other architecture names what is missing.
     std::fs::write(dir.path().join("config.toml"), "[model]\narch = \"lstm\"\n").unwrap();
     let e = error(Translator::load(dir.path(), None, Precision::AsStored, 1).err().unwrap());
-    assert!(e.contains("--engine torch"), "{e}");
+    assert!(e.contains("tgt_embed.weight"), "{e}");
     // A truncated weights file names the file.
     std::fs::write(dir.path().join("config.toml"), cfg).unwrap();
     std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();

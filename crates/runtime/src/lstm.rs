@@ -1,0 +1,258 @@
+//! The LSTM encoder-decoder with Luong global-general attention and input feeding
+//! (`seqkd_nmt::model::lstm`, the paper's architecture), for decoding only.
+//!
+//! - Encoder: each layer's input projections `x·W_ihᵀ` for every token of every sentence in one
+//!   matrix product, then the recurrence over time on the sentences still running (sorted longest
+//!   first, so they are a prefix of the batch); a sentence's outputs and final `(h, c)` are those
+//!   at its own last token, as with libtorch's packed sequences.
+//! - Attention keys `W_a h̄_s` are computed once per sentence.
+//! - Decoder rows keep `(h, c)` per layer and `h̃`; beams share their sentence's memory.
+
+use crate::kernels::{add_in_place, axpy, dot, softmax, Linear, Matrix, Threads};
+use crate::weights::{WeightError, Weights};
+use crate::Decoder;
+use seqkd_text::vocab::SPECIAL_IDS;
+
+use crate::format::LstmConfig;
+
+/// One LSTM layer: gates `i, f, g, o` stacked as PyTorch stores them.
+#[derive(Debug, Clone)]
+struct Cell {
+    ih: Linear,
+    hh: Linear,
+}
+
+#[derive(Debug, Clone)]
+pub struct Lstm {
+    hidden: usize,
+    vocab: usize,
+    src_embed: Matrix,
+    tgt_embed: Matrix,
+    encoder: Vec<Cell>,
+    decoder: Vec<Cell>,
+    /// `W_a`: keys are `W_a h̄_s`.
+    attn_score: Linear,
+    /// `W_c` on `[c_t; h_t]`.
+    attn_out: Linear,
+    /// `W_out h̃ + b` (`W_out` is the target embedding when tied).
+    out: Linear,
+    threads: Threads,
+}
+
+/// `(h, c) ← LSTM cell(gates, c)`: `gates` `[rows, 4H]` are the summed input and recurrent
+/// projections; `h` and `c` `[rows, H]` are updated in place.
+fn cell_update(gates: &[f32], h: &mut [f32], c: &mut [f32], hidden: usize) {
+    let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
+    for ((g, h), c) in gates.chunks_exact(4 * hidden).zip(h.chunks_exact_mut(hidden)).zip(c.chunks_exact_mut(hidden)) {
+        for j in 0..hidden {
+            let (i, f, gg, o) = (g[j], g[hidden + j], g[2 * hidden + j], g[3 * hidden + j]);
+            c[j] = sigmoid(f) * c[j] + sigmoid(i) * gg.tanh();
+            h[j] = sigmoid(o) * c[j].tanh();
+        }
+    }
+}
+
+/// Per-sentence encoder memory.
+#[derive(Debug)]
+struct Memory {
+    /// `h̄_s` `[S, H]`.
+    values: Vec<f32>,
+    /// `W_a h̄_s` `[S, H]`.
+    keys: Vec<f32>,
+}
+
+/// Decoding state of a batch: per row, `(h, c)` of every layer and `h̃`.
+#[derive(Debug)]
+pub struct LstmState {
+    memory: Vec<Memory>,
+    row_sentence: Vec<usize>,
+    /// Per layer `[rows, H]`.
+    h: Vec<Vec<f32>>,
+    c: Vec<Vec<f32>>,
+    /// `[rows, H]`.
+    h_tilde: Vec<f32>,
+}
+
+impl Lstm {
+    pub fn load(cfg: &LstmConfig, w: &mut Weights, vocab: usize) -> Result<Self, WeightError> {
+        cfg.validate().map_err(WeightError::Config)?;
+        let layers = |w: &mut Weights, side: &str| {
+            (0..cfg.layers)
+                .map(|i| {
+                    let p = format!("{side}.lstm");
+                    Ok(Cell {
+                        ih: w.linear_named(&format!("{p}.weight_ih_l{i}"), Some(&format!("{p}.bias_ih_l{i}")))?,
+                        hh: w.linear_named(&format!("{p}.weight_hh_l{i}"), Some(&format!("{p}.bias_hh_l{i}")))?,
+                    })
+                })
+                .collect::<Result<Vec<_>, WeightError>>()
+        };
+        let tgt_embed = w.matrix("tgt_embed.weight")?;
+        let out = if cfg.tied_embeddings {
+            Linear { weight: tgt_embed.clone(), bias: Some(w.vector("out_proj.bias")?) }
+        } else {
+            w.linear("out_proj")?
+        };
+        Ok(Self {
+            hidden: cfg.hidden as usize,
+            vocab,
+            src_embed: w.matrix("src_embed.weight")?,
+            tgt_embed,
+            encoder: layers(w, "encoder")?,
+            decoder: layers(w, "decoder")?,
+            attn_score: w.linear_named("decoder.attn_score.weight", None)?,
+            attn_out: w.linear_named("decoder.attn_out.weight", None)?,
+            out,
+            threads: Threads(1),
+        })
+    }
+
+    pub fn set_threads(&mut self, threads: Threads) {
+        self.threads = threads;
+    }
+
+    /// Returns the model with its weight matrices quantized to int8.
+    pub fn quantized(&self) -> Self {
+        let q = |l: &Linear| Linear { weight: l.weight.quantize(), bias: l.bias.clone() };
+        let mut m = self.clone();
+        for cell in m.encoder.iter_mut().chain(m.decoder.iter_mut()) {
+            cell.ih = q(&cell.ih);
+            cell.hh = q(&cell.hh);
+        }
+        m.src_embed = m.src_embed.quantize();
+        m.tgt_embed = m.tgt_embed.quantize();
+        m.attn_score = q(&m.attn_score);
+        m.attn_out = q(&m.attn_out);
+        m.out = q(&m.out);
+        m
+    }
+}
+
+impl Decoder for Lstm {
+    type State = LstmState;
+
+    fn vocab_size(&self) -> usize {
+        self.vocab
+    }
+
+    fn start(&self, srcs: &[&[u32]]) -> LstmState {
+        let hd = self.hidden;
+        let n = srcs.len();
+        let lens: Vec<usize> = srcs.iter().map(|s| s.len() + 1).collect(); // + `</s>`
+        // Longest first, so the sentences still running at step t are a prefix.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
+        let longest = order.first().map_or(0, |&i| lens[i]);
+        // Time-major packed layout: step t holds the running sentences in `order`.
+        let running: Vec<usize> = (0..longest).map(|t| order.iter().take_while(|&&i| lens[i] > t).count()).collect();
+        let offsets: Vec<usize> = running.iter().scan(0, |acc, &r| Some(std::mem::replace(acc, *acc + r))).collect();
+        let total: usize = running.iter().sum();
+        let e = self.src_embed.cols();
+        let mut x = vec![0f32; total * e];
+        for t in 0..longest {
+            for (slot, &i) in order.iter().take(running[t]).enumerate() {
+                let tok = srcs[i].get(t).copied().unwrap_or(SPECIAL_IDS.eos);
+                let row = offsets[t] + slot;
+                self.src_embed.row_into(tok as usize, &mut x[row * e..(row + 1) * e]);
+            }
+        }
+        let (mut pre, mut rec) = (Vec::new(), Vec::new());
+        let (mut h_final, mut c_final) = (Vec::new(), Vec::new());
+        for cell in &self.encoder {
+            cell.ih.forward(&x, total, &mut pre, self.threads);
+            let (mut h, mut c) = (vec![0f32; n * hd], vec![0f32; n * hd]);
+            let mut out = vec![0f32; total * hd];
+            for t in 0..longest {
+                let r = running[t];
+                cell.hh.forward(&h[..r * hd], r, &mut rec, self.threads);
+                add_in_place(&mut rec, &pre[offsets[t] * 4 * hd..(offsets[t] + r) * 4 * hd]);
+                cell_update(&rec, &mut h[..r * hd], &mut c[..r * hd], hd);
+                out[offsets[t] * hd..(offsets[t] + r) * hd].copy_from_slice(&h[..r * hd]);
+            }
+            h_final.push(h);
+            c_final.push(c);
+            x = out;
+        }
+        // Per sentence (input order): values, keys, and the decoder's initial state.
+        let mut memory = Vec::with_capacity(n);
+        let mut slot_of = vec![0; n];
+        for (slot, &i) in order.iter().enumerate() {
+            slot_of[i] = slot;
+        }
+        let mut keys = Vec::new();
+        for (i, &len) in lens.iter().enumerate() {
+            let slot = slot_of[i];
+            let mut values = Vec::with_capacity(len * hd);
+            for t in 0..len {
+                let row = offsets[t] + slot;
+                values.extend_from_slice(&x[row * hd..(row + 1) * hd]);
+            }
+            self.attn_score.forward(&values, len, &mut keys, Threads(1));
+            memory.push(Memory { values, keys: keys.clone() });
+        }
+        let reorder = |per_slot: &Vec<f32>| -> Vec<f32> {
+            (0..n).flat_map(|i| per_slot[slot_of[i] * hd..(slot_of[i] + 1) * hd].iter().copied()).collect()
+        };
+        LstmState {
+            memory,
+            row_sentence: (0..n).collect(),
+            h: h_final.iter().map(reorder).collect(),
+            c: c_final.iter().map(reorder).collect(),
+            h_tilde: vec![0f32; n * hd],
+        }
+    }
+
+    fn step(&self, state: &mut LstmState, prev: &[u32], logits: &mut Vec<f32>) {
+        let hd = self.hidden;
+        let rows = prev.len();
+        let e = self.tgt_embed.cols();
+        // Input feeding: the first layer reads [emb(y_{t-1}); h̃_{t-1}].
+        let mut x = vec![0f32; rows * (e + hd)];
+        for (r, &tok) in prev.iter().enumerate() {
+            let row = &mut x[r * (e + hd)..(r + 1) * (e + hd)];
+            self.tgt_embed.row_into(tok as usize, &mut row[..e]);
+            row[e..].copy_from_slice(&state.h_tilde[r * hd..(r + 1) * hd]);
+        }
+        let (mut gates, mut rec) = (Vec::new(), Vec::new());
+        for (l, cell) in self.decoder.iter().enumerate() {
+            cell.ih.forward(&x, rows, &mut gates, self.threads);
+            cell.hh.forward(&state.h[l], rows, &mut rec, self.threads);
+            add_in_place(&mut gates, &rec);
+            cell_update(&gates, &mut state.h[l], &mut state.c[l], hd);
+            x = state.h[l].clone();
+        }
+        // Global attention over the row's source: a_t = softmax(keys·h_t), c_t = Σ a_t(s) h̄_s.
+        let h_t = &x;
+        let mut ch = vec![0f32; rows * 2 * hd]; // [c_t; h_t]
+        let mut scores = Vec::new();
+        for r in 0..rows {
+            let mem = &state.memory[state.row_sentence[r]];
+            let q = &h_t[r * hd..(r + 1) * hd];
+            scores.clear();
+            scores.extend(mem.keys.chunks_exact(hd).map(|k| dot(k, q)));
+            softmax(&mut scores);
+            let out = &mut ch[r * 2 * hd..(r + 1) * 2 * hd];
+            for (a, v) in scores.iter().zip(mem.values.chunks_exact(hd)) {
+                axpy(*a, v, &mut out[..hd]);
+            }
+            out[hd..].copy_from_slice(q);
+        }
+        // h̃_t = tanh(W_c [c_t; h_t]); logits = W_out h̃_t + b.
+        let mut h_tilde = Vec::new();
+        self.attn_out.forward(&ch, rows, &mut h_tilde, self.threads);
+        for v in h_tilde.iter_mut() {
+            *v = v.tanh();
+        }
+        self.out.forward(&h_tilde, rows, logits, self.threads);
+        state.h_tilde = h_tilde;
+    }
+
+    fn select_rows(&self, state: &mut LstmState, parents: &[usize]) {
+        let hd = self.hidden;
+        let gather = |v: &Vec<f32>| -> Vec<f32> { parents.iter().flat_map(|&p| v[p * hd..(p + 1) * hd].iter().copied()).collect() };
+        state.row_sentence = parents.iter().map(|&p| state.row_sentence[p]).collect();
+        state.h = state.h.iter().map(gather).collect();
+        state.c = state.c.iter().map(gather).collect();
+        state.h_tilde = gather(&state.h_tilde);
+    }
+}
