@@ -226,6 +226,7 @@ pub fn add_in_place(y: &mut [f32], x: &[f32]) {
     }
 }
 
+#[inline(always)]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent sums so the compiler can vectorise without reassociating.
     let mut acc = [0f32; 8];
@@ -241,6 +242,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `y += a·x`.
+#[inline(always)]
 pub fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     for (v, u) in y.iter_mut().zip(x) {
         *v += a * u;

@@ -43,7 +43,9 @@ pub struct Lstm {
 /// projections; `h` and `c` `[rows, H]` are updated in place.
 fn cell_update(gates: &[f32], h: &mut [f32], c: &mut [f32], hidden: usize) {
     let sigmoid = |x: f32| 1.0 / (1.0 + (-x).exp());
-    for ((g, h), c) in gates.chunks_exact(4 * hidden).zip(h.chunks_exact_mut(hidden)).zip(c.chunks_exact_mut(hidden)) {
+    for ((g, h), c) in
+        gates.chunks_exact(4 * hidden).zip(h.chunks_exact_mut(hidden)).zip(c.chunks_exact_mut(hidden))
+    {
         for j in 0..hidden {
             let (i, f, gg, o) = (g[j], g[hidden + j], g[2 * hidden + j], g[3 * hidden + j]);
             c[j] = sigmoid(f) * c[j] + sigmoid(i) * gg.tanh();
@@ -81,8 +83,14 @@ impl Lstm {
                 .map(|i| {
                     let p = format!("{side}.lstm");
                     Ok(Cell {
-                        ih: w.linear_named(&format!("{p}.weight_ih_l{i}"), Some(&format!("{p}.bias_ih_l{i}")))?,
-                        hh: w.linear_named(&format!("{p}.weight_hh_l{i}"), Some(&format!("{p}.bias_hh_l{i}")))?,
+                        ih: w.linear_named(
+                            &format!("{p}.weight_ih_l{i}"),
+                            Some(&format!("{p}.bias_ih_l{i}")),
+                        )?,
+                        hh: w.linear_named(
+                            &format!("{p}.weight_hh_l{i}"),
+                            Some(&format!("{p}.bias_hh_l{i}")),
+                        )?,
                     })
                 })
                 .collect::<Result<Vec<_>, WeightError>>()
@@ -139,13 +147,15 @@ impl Decoder for Lstm {
         let hd = self.hidden;
         let n = srcs.len();
         let lens: Vec<usize> = srcs.iter().map(|s| s.len() + 1).collect(); // + `</s>`
-        // Longest first, so the sentences still running at step t are a prefix.
+                                                                           // Longest first, so the sentences still running at step t are a prefix.
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(lens[i]));
         let longest = order.first().map_or(0, |&i| lens[i]);
         // Time-major packed layout: step t holds the running sentences in `order`.
-        let running: Vec<usize> = (0..longest).map(|t| order.iter().take_while(|&&i| lens[i] > t).count()).collect();
-        let offsets: Vec<usize> = running.iter().scan(0, |acc, &r| Some(std::mem::replace(acc, *acc + r))).collect();
+        let running: Vec<usize> =
+            (0..longest).map(|t| order.iter().take_while(|&&i| lens[i] > t).count()).collect();
+        let offsets: Vec<usize> =
+            running.iter().scan(0, |acc, &r| Some(std::mem::replace(acc, *acc + r))).collect();
         let total: usize = running.iter().sum();
         let e = self.src_embed.cols();
         let mut x = vec![0f32; total * e];
@@ -183,8 +193,8 @@ impl Decoder for Lstm {
         for (i, &len) in lens.iter().enumerate() {
             let slot = slot_of[i];
             let mut values = Vec::with_capacity(len * hd);
-            for t in 0..len {
-                let row = offsets[t] + slot;
+            for offset in &offsets[..len] {
+                let row = offset + slot;
                 values.extend_from_slice(&x[row * hd..(row + 1) * hd]);
             }
             self.attn_score.forward(&values, len, &mut keys, Threads(1));
@@ -249,7 +259,9 @@ impl Decoder for Lstm {
 
     fn select_rows(&self, state: &mut LstmState, parents: &[usize]) {
         let hd = self.hidden;
-        let gather = |v: &Vec<f32>| -> Vec<f32> { parents.iter().flat_map(|&p| v[p * hd..(p + 1) * hd].iter().copied()).collect() };
+        let gather = |v: &Vec<f32>| -> Vec<f32> {
+            parents.iter().flat_map(|&p| v[p * hd..(p + 1) * hd].iter().copied()).collect()
+        };
         state.row_sentence = parents.iter().map(|&p| state.row_sentence[p]).collect();
         state.h = state.h.iter().map(gather).collect();
         state.c = state.c.iter().map(gather).collect();

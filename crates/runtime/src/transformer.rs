@@ -241,21 +241,12 @@ impl Transformer {
     /// Attention of one query `q` `[d]` over `len` keys/values `[len, d]` (row stride `stride`),
     /// all heads, into `out` `[d]`.
     fn attend(&self, q: &[f32], k: &[f32], v: &[f32], len: usize, stride: usize, out: &mut [f32]) {
-        let dh = self.d / self.heads;
-        let scale = 1.0 / (dh as f32).sqrt();
-        let mut scores = vec![0f32; len];
-        out.fill(0.0);
-        for h in 0..self.heads {
-            let qh = &q[h * dh..(h + 1) * dh];
-            for (t, s) in scores.iter_mut().enumerate() {
-                *s = dot(qh, &k[t * stride + h * dh..][..dh]) * scale;
-            }
-            softmax(&mut scores);
-            let oh = &mut out[h * dh..(h + 1) * dh];
-            for (t, p) in scores.iter().enumerate() {
-                axpy(*p, &v[t * stride + h * dh..][..dh], oh);
-            }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the feature the function is compiled for.
+            return unsafe { attend_avx512(self.heads, q, k, v, len, stride, out) };
         }
+        attend_body(self.heads, q, k, v, len, stride, out)
     }
 
     /// Runs `f(row)` for every row, on the pool's threads when there is enough work.
@@ -298,6 +289,41 @@ impl Transformer {
     pub fn set_threads(&mut self, threads: Threads) {
         self.threads = threads;
     }
+}
+
+/// The body of [`Transformer::attend`], inlined into a copy compiled for AVX-512 (the small dot
+/// products and updates of attention vectorise 4× wider than on baseline x86-64).
+#[inline(always)]
+fn attend_body(heads: usize, q: &[f32], k: &[f32], v: &[f32], len: usize, stride: usize, out: &mut [f32]) {
+    let dh = q.len() / heads;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let mut scores = vec![0f32; len];
+    out.fill(0.0);
+    for h in 0..heads {
+        let qh = &q[h * dh..(h + 1) * dh];
+        for (t, s) in scores.iter_mut().enumerate() {
+            *s = dot(qh, &k[t * stride + h * dh..][..dh]) * scale;
+        }
+        softmax(&mut scores);
+        let oh = &mut out[h * dh..(h + 1) * dh];
+        for (t, p) in scores.iter().enumerate() {
+            axpy(*p, &v[t * stride + h * dh..][..dh], oh);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn attend_avx512(
+    heads: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    len: usize,
+    stride: usize,
+    out: &mut [f32],
+) {
+    attend_body(heads, q, k, v, len, stride, out)
 }
 
 impl Decoder for Transformer {

@@ -11,8 +11,8 @@ use crate::format::{
     BEST_FILE, CONFIG_FILE, VOCAB_FILE,
 };
 use crate::kernels::Threads;
-use crate::search::{beam_search, greedy};
 use crate::lstm::Lstm;
+use crate::search::{beam_search, greedy};
 use crate::transformer::Transformer;
 use crate::weights::{WeightError, Weights};
 use crate::Decoder;
@@ -62,9 +62,9 @@ impl NativeModel {
                 Transformer::load(c, &mut w, vocab_size)
                     .map_err(|source| LoadError::Weights { path, source })?,
             ),
-            ModelConfig::Lstm(c) => {
-                NativeModel::Lstm(Lstm::load(c, &mut w, vocab_size).map_err(|source| LoadError::Weights { path, source })?)
-            }
+            ModelConfig::Lstm(c) => NativeModel::Lstm(
+                Lstm::load(c, &mut w, vocab_size).map_err(|source| LoadError::Weights { path, source })?,
+            ),
         };
         Ok((model, cfg))
     }
