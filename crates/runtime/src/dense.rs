@@ -91,9 +91,7 @@ impl DenseMatrix {
         assert!(x.len() >= m * k && y.len() >= m * n, "matmul: sizes");
         let panels = n.div_ceil(PANEL);
         let out = OutPtr(y.as_mut_ptr());
-        let work = |pair: usize| {
-            let first = 2 * pair;
-            let count = (panels - first).min(2);
+        let work = |first: usize, count: usize| {
             let w = &self.packed[first * k * PANEL..(first + count) * k * PANEL];
             let mut r = 0;
             while r < m {
@@ -122,12 +120,25 @@ impl DenseMatrix {
                 r += rows;
             }
         };
-        let pairs = panels.div_ceil(2);
-        if threads.0 > 1 && pairs > 1 && m * n * k >= 1 << 18 {
-            (0..pairs).into_par_iter().for_each(work);
-        } else {
-            (0..pairs).for_each(work);
-        }
+        for_each_panel_pair(panels, m * n * k, threads, work);
+    }
+}
+
+/// Runs `work(first, count)` over the panels two at a time (`count` is 2, or 1 for an odd last
+/// one), spread over the thread pool when the product (`macs` multiply-adds) is worth it.
+pub(crate) fn for_each_panel_pair(
+    panels: usize,
+    macs: usize,
+    threads: Threads,
+    work: impl Fn(usize, usize) + Sync,
+) {
+    let run = |pair: usize| work(2 * pair, (panels - 2 * pair).min(2));
+    let pairs = panels.div_ceil(2);
+    // Below ~256k multiply-adds the fork/join costs more than it saves.
+    if threads.0 > 1 && pairs > 1 && macs >= 1 << 18 {
+        (0..pairs).into_par_iter().for_each(run);
+    } else {
+        (0..pairs).for_each(run);
     }
 }
 

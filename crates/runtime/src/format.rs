@@ -316,6 +316,28 @@ pub fn load_weights(path: &Path) -> Result<HashMap<String, Param>, FormatError> 
     Ok(dense)
 }
 
+/// Named tensors as raw little-endian bytes, for [`write_safetensors`].
+pub type RawTensor = (String, Dtype, Vec<usize>, Vec<u8>);
+
+/// Writes `tensors` and `metadata` to `path` as one safetensors file, atomically.
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[RawTensor],
+    metadata: HashMap<String, String>,
+) -> Result<(), FormatError> {
+    let invalid = |reason: String| FormatError::Invalid { path: path.into(), reason };
+    let views = tensors
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| invalid(e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| invalid(e.to_string()))?;
+    seqkd_text::atomic_write(path, &bytes).map_err(|source| FormatError::Io { path: path.into(), source })
+}
+
 fn f32_data(view: &safetensors::tensor::TensorView) -> Result<Vec<f32>, String> {
     if view.dtype() != Dtype::F32 {
         return Err(format!("expected f32 weights, found {:?}", view.dtype()));

@@ -9,9 +9,7 @@
 //! shifted by +128 and the shift is taken back with each channel's weight sum:
 //! `Σ (q_k+128)·w_jk = Σ q_k·w_jk + 128·Σ w_jk`.
 
-use rayon::prelude::*;
-
-use crate::dense::OutPtr;
+use crate::dense::{for_each_panel_pair, OutPtr};
 use crate::kernels::Threads;
 
 /// Rows of activations per tile.
@@ -108,9 +106,7 @@ impl QuantizedMatrix {
         }
         let panels = n.div_ceil(PANEL);
         let out = OutPtr(y.as_mut_ptr());
-        let work = |pair: usize| {
-            let first = 2 * pair;
-            let count = (panels - first).min(2);
+        let work = |first: usize, count: usize| {
             let w = &self.packed[first * k4 * PANEL..(first + count) * k4 * PANEL];
             let cols = (n - first * PANEL).min(count * PANEL);
             let mut r = 0;
@@ -148,12 +144,7 @@ impl QuantizedMatrix {
                 r += rows;
             }
         };
-        let pairs = panels.div_ceil(2);
-        if threads.0 > 1 && pairs > 1 && m * n * k >= 1 << 18 {
-            (0..pairs).into_par_iter().for_each(work);
-        } else {
-            (0..pairs).for_each(work);
-        }
+        for_each_panel_pair(panels, m * n * k, threads, work);
     }
 }
 

@@ -5,12 +5,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 
 use crate::format::{
-    load_weights, FormatError, Param, BEST_FILE, CONFIG_FILE, INT8_SUFFIX, PARAM_PREFIX, SCALE_SUFFIX,
-    VOCAB_FILE,
+    load_weights, write_safetensors, FormatError, Param, RawTensor, BEST_FILE, CONFIG_FILE, INT8_SUFFIX,
+    PARAM_PREFIX, SCALE_SUFFIX, VOCAB_FILE,
 };
 use crate::int8::QuantizedMatrix;
 
@@ -35,7 +34,7 @@ pub fn quantize_model_dir(dir: &Path, out: &Path) -> Result<QuantizeSummary, For
     for file in [CONFIG_FILE, VOCAB_FILE] {
         std::fs::copy(dir.join(file), out.join(file)).map_err(io(&dir.join(file)))?;
     }
-    let mut buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut buffers: Vec<RawTensor> = Vec::new();
     let mut matrices = 0;
     let mut names: Vec<&String> = params.keys().collect();
     names.sort();
@@ -72,18 +71,8 @@ pub fn quantize_model_dir(dir: &Path, out: &Path) -> Result<QuantizeSummary, For
         }
     }
     let dst = out.join(BEST_FILE);
-    let invalid = |reason: String| FormatError::Invalid { path: dst.clone(), reason };
-    let views = buffers
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| invalid(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     let meta = HashMap::from([("seqkd.quantized".to_string(), "int8 per-output-channel".to_string())]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| invalid(e.to_string()))?;
-    seqkd_text::atomic_write(&dst, &bytes).map_err(io(&dst))?;
+    write_safetensors(&dst, &buffers, meta)?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     Ok(QuantizeSummary { matrices, bytes_before: size(&src), bytes_after: size(&dst) })
 }

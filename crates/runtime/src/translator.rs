@@ -84,6 +84,37 @@ impl NativeModel {
     }
 }
 
+/// Decodes subword sentences in batches sorted by source length (`cfg.batch_tokens`,
+/// `cfg.max_sentences`) with `decode` (a batch's sources → their n-best lists), and returns the
+/// n-best lists (≤ `nbest` each) in input order. Both engines batch through this.
+pub fn decode_in_batches(
+    ids: &[Vec<u32>],
+    cfg: &DecodeConfig,
+    nbest: usize,
+    on_batch: &mut dyn FnMut(usize),
+    mut decode: impl FnMut(&[&[u32]]) -> Vec<Vec<Hypothesis>>,
+) -> Vec<Vec<Hypothesis>> {
+    let lengths: Vec<(usize, usize)> = ids.iter().map(|s| (s.len(), 0)).collect();
+    let batch_cfg = BatchConfig {
+        batch_tokens: cfg.batch_tokens,
+        max_sentences: cfg.max_sentences,
+        ..Default::default()
+    };
+    let batcher = Batcher::new(&lengths, batch_cfg).expect("decode.batch_tokens validated > 0");
+    let mut out = vec![Vec::new(); ids.len()];
+    let mut done = 0;
+    for batch in batcher.by_source_length() {
+        let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
+        for (&i, mut h) in batch.iter().zip(decode(&rows)) {
+            h.truncate(nbest.max(1));
+            out[i] = h;
+        }
+        done += batch.len();
+        on_batch(done);
+    }
+    out
+}
+
 /// Translates text with a natively loaded model directory.
 pub struct Translator {
     pub model: NativeModel,
@@ -123,28 +154,12 @@ impl Translator {
         mut on_batch: impl FnMut(usize),
     ) -> Result<Vec<Vec<Hypothesis>>, VocabError> {
         let ids = self.vocab.encode_batch(srcs)?;
-        let lengths: Vec<(usize, usize)> = ids.iter().map(|s| (s.len(), 0)).collect();
-        let batch_cfg = BatchConfig {
-            batch_tokens: self.cfg.batch_tokens,
-            max_sentences: self.cfg.max_sentences,
-            ..Default::default()
-        };
-        let batcher = Batcher::new(&lengths, batch_cfg).expect("decode.batch_tokens validated > 0");
-        let mut out = vec![Vec::new(); srcs.len()];
-        let mut done = 0;
-        for batch in batcher.by_source_length() {
-            let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
-            let hyps = self.pool.install(|| match &self.model {
-                NativeModel::Transformer(m) => self.search(m, &rows, nbest),
-                NativeModel::Lstm(m) => self.search(m, &rows, nbest),
-            });
-            for (i, h) in batch.iter().zip(hyps) {
-                out[*i] = h;
-            }
-            done += batch.len();
-            on_batch(done);
-        }
-        Ok(out)
+        Ok(decode_in_batches(&ids, &self.cfg, nbest, &mut on_batch, |rows| {
+            self.pool.install(|| match &self.model {
+                NativeModel::Transformer(m) => self.search(m, rows, nbest),
+                NativeModel::Lstm(m) => self.search(m, rows, nbest),
+            })
+        }))
     }
 
     fn search<D: Decoder>(&self, model: &D, rows: &[&[u32]], nbest: usize) -> Vec<Vec<Hypothesis>> {
@@ -153,12 +168,6 @@ impl Translator {
             greedy(model, rows, &max_lens, self.cfg.length_penalty).into_iter().map(|h| vec![h]).collect()
         } else {
             beam_search(model, rows, &max_lens, self.cfg.beam_size, self.cfg.length_penalty, nbest)
-                .into_iter()
-                .map(|mut h| {
-                    h.truncate(nbest.max(1));
-                    h
-                })
-                .collect()
         }
     }
 

@@ -4,7 +4,7 @@
 pub mod beam;
 pub mod greedy;
 
-use seqkd_text::batching::{BatchConfig, Batcher};
+use seqkd_runtime::translator::decode_in_batches;
 use seqkd_text::vocab::Vocab;
 use tch::Device;
 
@@ -32,21 +32,11 @@ impl Translator<'_> {
         mut on_batch: impl FnMut(usize),
     ) -> Result<Vec<Vec<Hypothesis>>, seqkd_text::vocab::VocabError> {
         let ids = self.vocab.encode_batch(srcs)?;
-        let lengths: Vec<(usize, usize)> = ids.iter().map(|s| (s.len(), 0)).collect();
-        let batch_cfg = BatchConfig {
-            batch_tokens: self.cfg.batch_tokens,
-            max_sentences: self.cfg.max_sentences,
-            ..Default::default()
-        };
-        let batcher = Batcher::new(&lengths, batch_cfg).expect("decode.batch_tokens validated > 0");
-        let mut out = vec![Vec::new(); srcs.len()];
-        let mut done = 0;
-        tch::no_grad(|| {
-            for batch in batcher.by_source_length() {
-                let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
-                let src = source_tensor(&rows, self.device);
+        Ok(tch::no_grad(|| {
+            decode_in_batches(&ids, &self.cfg, nbest, &mut on_batch, |rows| {
+                let src = source_tensor(rows, self.device);
                 let max_lens: Vec<usize> = rows.iter().map(|r| max_output_len(&self.cfg, r.len())).collect();
-                let hyps = if self.cfg.beam_size == 1 {
+                if self.cfg.beam_size == 1 {
                     greedy::greedy(self.model, &src, &max_lens, self.cfg.length_penalty)
                         .into_iter()
                         .map(|h| vec![h])
@@ -60,15 +50,9 @@ impl Translator<'_> {
                         self.cfg.length_penalty,
                         nbest,
                     )
-                };
-                for (i, h) in batch.iter().zip(hyps) {
-                    out[*i] = h.into_iter().take(nbest.max(1)).collect();
                 }
-                done += batch.len();
-                on_batch(done);
-            }
-        });
-        Ok(out)
+            })
+        }))
     }
 
     /// 1-best detokenized translations, in input order.

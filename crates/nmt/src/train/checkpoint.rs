@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use tch::{Device, Kind, Tensor};
 
@@ -46,16 +46,12 @@ pub fn save(
         let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
         buffers.push((name.clone(), dtype, shape, bytes));
     }
-    let views = buffers
-        .iter()
-        .map(|(name, dtype, shape, bytes)| {
-            TensorView::new(*dtype, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| invalid(e.to_string()))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| invalid(e.to_string()))?;
-    seqkd_text::atomic_write(path, &bytes).map_err(|source| CheckpointError::Io { path: path.into(), source })
+    seqkd_runtime::format::write_safetensors(path, &buffers, metadata).map_err(|e| match e {
+        seqkd_runtime::format::FormatError::Io { path, source } => CheckpointError::Io { path, source },
+        seqkd_runtime::format::FormatError::Invalid { path, reason } => {
+            CheckpointError::Invalid { path, reason }
+        }
+    })
 }
 
 /// A loaded checkpoint: tensors by name (on `device`) and the metadata.
