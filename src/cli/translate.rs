@@ -107,6 +107,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(loading)?;
             let lines = read_input()?;
             translator.cfg = decode_options(&args, translator.cfg.clone(), nbest)?;
+            // Scores are only printed with --nbest or --token-scores; greedy search skips the
+            // softmax without them (as CTranslate2 does unless asked for scores).
+            translator.scores = args.nbest.is_some() || args.token_scores;
             let start = Instant::now();
             let results = translator.translate(&lines, nbest, |_| {})?;
             (results, translator.vocab, start.elapsed().as_secs_f64(), lines)

@@ -159,10 +159,40 @@ fn exp_sum_body(x: &mut [f32], shift: f32, store: bool) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// [`exp_sum_body`] in AVX-512 intrinsics: the same range reduction and polynomial, with
+/// `vscalefps` for the `2^n` factor and `vrndscaleps` for the rounding.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn exp_sum_avx512(x: &mut [f32], shift: f32, store: bool) -> f32 {
-    exp_sum_body(x, shift, store)
+    use std::arch::x86_64::*;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let coeffs = [1.0f32 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
+    let c: Vec<__m512> = coeffs.iter().map(|&v| _mm512_set1_ps(v)).collect();
+    let (shift_v, lo_clamp, hi_clamp) = (_mm512_set1_ps(shift), _mm512_set1_ps(-87.0), _mm512_set1_ps(88.0));
+    let (log2e, ln2_hi, ln2_lo) =
+        (_mm512_set1_ps(std::f32::consts::LOG2_E), _mm512_set1_ps(LN2_HI), _mm512_set1_ps(LN2_LO));
+    let mut acc = _mm512_setzero_ps();
+    let n_vec = x.len() / 16;
+    let p = x.as_mut_ptr();
+    for i in 0..n_vec {
+        let v = _mm512_sub_ps(_mm512_loadu_ps(p.add(16 * i)), shift_v);
+        let below = _mm512_cmp_ps_mask(v, lo_clamp, _CMP_LT_OQ);
+        let xc = _mm512_min_ps(_mm512_max_ps(v, lo_clamp), hi_clamp);
+        let n = _mm512_roundscale_ps(_mm512_mul_ps(xc, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        let r = _mm512_fnmadd_ps(n, ln2_lo, _mm512_fnmadd_ps(n, ln2_hi, xc));
+        let mut poly = _mm512_fmadd_ps(c[0], r, c[1]);
+        for ci in &c[2..] {
+            poly = _mm512_fmadd_ps(poly, r, *ci);
+        }
+        let e = _mm512_maskz_mov_ps(!below, _mm512_scalef_ps(poly, n));
+        if store {
+            _mm512_storeu_ps(p.add(16 * i), e);
+        }
+        acc = _mm512_add_ps(acc, e);
+    }
+    let tail = exp_sum_body(&mut x[n_vec * 16..], shift, store);
+    _mm512_reduce_add_ps(acc) + tail
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -211,6 +241,11 @@ pub fn softmax(x: &mut [f32]) {
 /// it is `&mut` only to share the vectorised loop with [`softmax`]).
 pub fn log_sum_exp(x: &mut [f32]) -> f32 {
     let max = max_of(x);
+    log_sum_exp_given_max(x, max)
+}
+
+/// [`log_sum_exp`] when the caller already knows `max(x)` (search does, from its top-k).
+pub fn log_sum_exp_given_max(x: &mut [f32], max: f32) -> f32 {
     max + exp_sum(x, max, false).ln()
 }
 
@@ -300,9 +335,17 @@ mod tests {
             }
         }
         assert_eq!(fast_exp(f32::NEG_INFINITY), 0.0);
-        let mut long: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin() * 8.0).collect();
+        let mut long: Vec<f32> =
+            (0..1000).map(|i| (i as f32 * 0.37).sin() * 8.0 - (i % 7) as f32 * 20.0).collect();
         let exact = long.iter().map(|v| v.exp()).sum::<f32>().ln();
         assert!((log_sum_exp(&mut long) - exact).abs() < 1e-5);
+        let portable = exp_sum_body(&mut long.clone(), 3.0, false);
+        assert!((exp_sum(&mut long, 3.0, false) - portable).abs() <= 1e-5 * portable);
+        let mut stored = long.clone();
+        softmax(&mut stored);
+        for (p, v) in stored.iter().zip(&long) {
+            assert!((p - (v - exact).exp()).abs() < 1e-6);
+        }
     }
 
     #[test]

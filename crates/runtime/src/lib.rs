@@ -29,8 +29,8 @@ pub trait Decoder: Sync {
     fn vocab_size(&self) -> usize;
 
     /// Encodes the sources (subword ids, `</s>` not included) and returns the decoding state
-    /// with one row per sentence, before the first step.
-    fn start(&self, srcs: &[&[u32]]) -> Self::State;
+    /// with one row per sentence, before the first step. Its matrix products use `threads`.
+    fn start(&self, srcs: &[&[u32]], threads: kernels::Threads) -> Self::State;
 
     /// One step: `prev` holds the last token of every row; writes the logits `[rows, vocab]`.
     fn step(&self, state: &mut Self::State, prev: &[u32], logits: &mut Vec<f32>);

@@ -36,7 +36,6 @@ pub struct Lstm {
     attn_out: Linear,
     /// `W_out h̃ + b` (`W_out` is the target embedding when tied).
     out: Linear,
-    threads: Threads,
 }
 
 /// `(h, c) ← LSTM cell(gates, c)`: `gates` `[rows, 4H]` are the summed input and recurrent
@@ -73,6 +72,7 @@ pub struct LstmState {
     c: Vec<Vec<f32>>,
     /// `[rows, H]`.
     h_tilde: Vec<f32>,
+    threads: Threads,
 }
 
 impl Lstm {
@@ -111,12 +111,7 @@ impl Lstm {
             attn_score: w.linear_named("decoder.attn_score.weight", None)?,
             attn_out: w.linear_named("decoder.attn_out.weight", None)?,
             out,
-            threads: Threads(1),
         })
-    }
-
-    pub fn set_threads(&mut self, threads: Threads) {
-        self.threads = threads;
     }
 
     /// Returns the model with its weight matrices quantized to int8.
@@ -143,7 +138,7 @@ impl Decoder for Lstm {
         self.vocab
     }
 
-    fn start(&self, srcs: &[&[u32]]) -> LstmState {
+    fn start(&self, srcs: &[&[u32]], threads: Threads) -> LstmState {
         let hd = self.hidden;
         let n = srcs.len();
         let lens: Vec<usize> = srcs.iter().map(|s| s.len() + 1).collect(); // + `</s>`
@@ -169,12 +164,12 @@ impl Decoder for Lstm {
         let (mut pre, mut rec) = (Vec::new(), Vec::new());
         let (mut h_final, mut c_final) = (Vec::new(), Vec::new());
         for cell in &self.encoder {
-            cell.ih.forward(&x, total, &mut pre, self.threads);
+            cell.ih.forward(&x, total, &mut pre, threads);
             let (mut h, mut c) = (vec![0f32; n * hd], vec![0f32; n * hd]);
             let mut out = vec![0f32; total * hd];
             for t in 0..longest {
                 let r = running[t];
-                cell.hh.forward(&h[..r * hd], r, &mut rec, self.threads);
+                cell.hh.forward(&h[..r * hd], r, &mut rec, threads);
                 add_in_place(&mut rec, &pre[offsets[t] * 4 * hd..(offsets[t] + r) * 4 * hd]);
                 cell_update(&rec, &mut h[..r * hd], &mut c[..r * hd], hd);
                 out[offsets[t] * hd..(offsets[t] + r) * hd].copy_from_slice(&h[..r * hd]);
@@ -209,11 +204,13 @@ impl Decoder for Lstm {
             h: h_final.iter().map(reorder).collect(),
             c: c_final.iter().map(reorder).collect(),
             h_tilde: vec![0f32; n * hd],
+            threads,
         }
     }
 
     fn step(&self, state: &mut LstmState, prev: &[u32], logits: &mut Vec<f32>) {
         let hd = self.hidden;
+        let threads = state.threads;
         let rows = prev.len();
         let e = self.tgt_embed.cols();
         // Input feeding: the first layer reads [emb(y_{t-1}); h̃_{t-1}].
@@ -225,8 +222,8 @@ impl Decoder for Lstm {
         }
         let (mut gates, mut rec) = (Vec::new(), Vec::new());
         for (l, cell) in self.decoder.iter().enumerate() {
-            cell.ih.forward(&x, rows, &mut gates, self.threads);
-            cell.hh.forward(&state.h[l], rows, &mut rec, self.threads);
+            cell.ih.forward(&x, rows, &mut gates, threads);
+            cell.hh.forward(&state.h[l], rows, &mut rec, threads);
             add_in_place(&mut gates, &rec);
             cell_update(&gates, &mut state.h[l], &mut state.c[l], hd);
             x = state.h[l].clone();
@@ -249,11 +246,11 @@ impl Decoder for Lstm {
         }
         // h̃_t = tanh(W_c [c_t; h_t]); logits = W_out h̃_t + b.
         let mut h_tilde = Vec::new();
-        self.attn_out.forward(&ch, rows, &mut h_tilde, self.threads);
+        self.attn_out.forward(&ch, rows, &mut h_tilde, threads);
         for v in h_tilde.iter_mut() {
             *v = v.tanh();
         }
-        self.out.forward(&h_tilde, rows, logits, self.threads);
+        self.out.forward(&h_tilde, rows, logits, threads);
         state.h_tilde = h_tilde;
     }
 

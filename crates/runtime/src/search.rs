@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use seqkd_text::vocab::SPECIAL_IDS;
 
 use crate::format::Hypothesis;
-use crate::kernels::log_sum_exp;
+use crate::kernels::{log_sum_exp_given_max, Threads};
 use crate::Decoder;
 
 /// Log-probability of `logit` in a row with normaliser `lse`, rounded as `x - max - log(sum)`.
@@ -13,15 +13,19 @@ fn log_prob(logit: f32, lse: f32) -> f32 {
     logit - lse
 }
 
-/// Greedy translations of `srcs`; sentence i stops at `</s>` or `max_lens[i]` tokens.
+/// Greedy translations of `srcs`; sentence i stops at `</s>` or `max_lens[i]` tokens. Without
+/// `scores` the log-probabilities are left at 0: the argmax needs no softmax, and skipping it
+/// saves an `exp` per vocabulary entry per row and step.
 pub fn greedy<D: Decoder>(
     model: &D,
     srcs: &[&[u32]],
     max_lens: &[usize],
     length_penalty: f64,
+    threads: Threads,
+    scores: bool,
 ) -> Vec<Hypothesis> {
     let n = srcs.len();
-    let mut state = model.start(srcs);
+    let mut state = model.start(srcs, threads);
     let vocab = model.vocab_size();
     let mut hyps = vec![Hypothesis::default(); n];
     let mut alive: Vec<usize> = (0..n).collect();
@@ -39,7 +43,9 @@ pub fn greedy<D: Decoder>(
                 // The first maximum, as libtorch's max returns.
                 let (best, &best_logit) =
                     l.iter().enumerate().fold((0, &f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
-                (best, log_prob(best_logit, log_sum_exp(l)))
+                let lp =
+                    if scores { log_prob(best_logit, log_sum_exp_given_max(l, best_logit)) } else { 0.0 };
+                (best, lp)
             })
             .collect();
         for (row, &sent) in alive.iter().enumerate() {
@@ -78,10 +84,11 @@ pub fn beam_search<D: Decoder>(
     beam: usize,
     length_penalty: f64,
     nbest: usize,
+    threads: Threads,
 ) -> Vec<Vec<Hypothesis>> {
     let k = beam;
     let vocab = model.vocab_size();
-    let mut state = model.start(srcs);
+    let mut state = model.start(srcs, threads);
     let mut search = BeamSearch::new(srcs.len(), k, length_penalty);
     model.select_rows(&mut state, &search.initial_rows());
     let mut prev = vec![SPECIAL_IDS.bos; srcs.len() * k];
@@ -98,8 +105,9 @@ pub fn beam_search<D: Decoder>(
                 if score == f32::NEG_INFINITY {
                     return Vec::new();
                 }
-                let lse = log_sum_exp(l);
-                top_indices(l, 2 * k).into_iter().map(|tok| (tok, log_prob(l[tok], lse) + score)).collect()
+                let top = top_indices(l, 2 * k);
+                let lse = log_sum_exp_given_max(l, l[top[0]]);
+                top.into_iter().map(|tok| (tok, log_prob(l[tok], lse) + score)).collect()
             })
             .collect();
         let next = search.advance(max_lens, vocab, |a| {

@@ -70,7 +70,6 @@ pub struct Transformer {
     encoder_norm: Norm,
     decoder: Vec<DecoderLayer>,
     decoder_norm: Norm,
-    threads: Threads,
 }
 
 /// One decoder row's self-attention keys and values, per layer `[t, d]`, growing by a row per step.
@@ -89,6 +88,7 @@ pub struct TransformerState {
     row_sentence: Vec<usize>,
     caches: Vec<RowCache>,
     step: usize,
+    threads: Threads,
 }
 
 impl Transformer {
@@ -156,7 +156,6 @@ impl Transformer {
             encoder_norm: Norm::load(w, "encoder_norm")?,
             decoder,
             decoder_norm: Norm::load(w, "decoder_norm")?,
-            threads: Threads(1),
         })
     }
 
@@ -170,7 +169,7 @@ impl Transformer {
     }
 
     /// Encoder over sentences packed end to end: `[Σ len, d]` memory and each sentence's range.
-    fn encode(&self, srcs: &[&[u32]]) -> (Vec<f32>, Vec<std::ops::Range<usize>>) {
+    fn encode(&self, srcs: &[&[u32]], threads: Threads) -> (Vec<f32>, Vec<std::ops::Range<usize>>) {
         let d = self.d;
         let mut ranges = Vec::with_capacity(srcs.len());
         let mut total = 0;
@@ -199,16 +198,16 @@ impl Transformer {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for layer in &self.encoder {
             layer_norm_into(&x, &layer.attn_norm.gamma, &layer.attn_norm.beta, &mut h);
-            layer.qkv.forward(&h, total, &mut qkv, self.threads);
+            layer.qkv.forward(&h, total, &mut qkv, threads);
             ctx.clear();
             ctx.resize(total * d, 0.0);
             self.self_attention_packed(&qkv, &ranges, &mut ctx);
-            layer.attn_out.forward(&ctx, total, &mut out, self.threads);
+            layer.attn_out.forward(&ctx, total, &mut out, threads);
             add_in_place(&mut x, &out);
             layer_norm_into(&x, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, &mut h);
-            layer.fc1.forward(&h, total, &mut f, self.threads);
+            layer.fc1.forward(&h, total, &mut f, threads);
             relu(&mut f);
-            layer.fc2.forward(&f, total, &mut out, self.threads);
+            layer.fc2.forward(&f, total, &mut out, threads);
             add_in_place(&mut x, &out);
         }
         layer_norm(&mut x, &self.encoder_norm.gamma, &self.encoder_norm.beta);
@@ -250,8 +249,14 @@ impl Transformer {
     }
 
     /// Runs `f(row)` for every row, on the pool's threads when there is enough work.
-    fn for_rows(&self, rows: usize, out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
-        if self.threads.0 > 1 && rows > 1 {
+    fn for_rows(
+        threads: Threads,
+        rows: usize,
+        out: &mut [f32],
+        width: usize,
+        f: impl Fn(usize, &mut [f32]) + Sync,
+    ) {
+        if threads.0 > 1 && rows > 1 {
             out.par_chunks_mut(width).enumerate().for_each(|(r, o)| f(r, o));
         } else {
             out.chunks_mut(width).enumerate().for_each(|(r, o)| f(r, o));
@@ -284,10 +289,6 @@ impl Transformer {
         m.tgt_embed = m.tgt_embed.as_ref().map(Matrix::quantize);
         m.out_proj = m.out_proj.as_ref().map(q);
         m
-    }
-
-    pub fn set_threads(&mut self, threads: Threads) {
-        self.threads = threads;
     }
 }
 
@@ -333,14 +334,14 @@ impl Decoder for Transformer {
         self.vocab
     }
 
-    fn start(&self, srcs: &[&[u32]]) -> TransformerState {
+    fn start(&self, srcs: &[&[u32]], threads: Threads) -> TransformerState {
         let d = self.d;
-        let (memory, ranges) = self.encode(srcs);
+        let (memory, ranges) = self.encode(srcs, threads);
         let total = memory.len() / d;
         let mut per_sentence: Vec<Vec<(Vec<f32>, Vec<f32>)>> = vec![Vec::new(); srcs.len()];
         let mut kv = Vec::new();
         for layer in &self.decoder {
-            layer.cross_kv.forward(&memory, total, &mut kv, self.threads);
+            layer.cross_kv.forward(&memory, total, &mut kv, threads);
             for (s, r) in ranges.iter().enumerate() {
                 let (mut k, mut v) = (Vec::with_capacity(r.len() * d), Vec::with_capacity(r.len() * d));
                 for row in r.clone() {
@@ -356,11 +357,13 @@ impl Decoder for Transformer {
             row_sentence: (0..srcs.len()).collect(),
             caches: vec![RowCache { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers] }; srcs.len()],
             step: 0,
+            threads,
         }
     }
 
     fn step(&self, state: &mut TransformerState, prev: &[u32], logits: &mut Vec<f32>) {
         let d = self.d;
+        let threads = state.threads;
         let rows = prev.len();
         debug_assert_eq!(rows, state.row_sentence.len());
         let table = self.tgt_embed.as_ref().unwrap_or(&self.src_embed);
@@ -375,39 +378,39 @@ impl Decoder for Transformer {
         for (li, layer) in self.decoder.iter().enumerate() {
             // Self-attention over this row's previous positions and the new one.
             layer_norm_into(&y, &layer.self_norm.gamma, &layer.self_norm.beta, &mut h);
-            layer.self_qkv.forward(&h, rows, &mut proj, self.threads);
+            layer.self_qkv.forward(&h, rows, &mut proj, threads);
             for (r, cache) in state.caches.iter_mut().enumerate() {
                 cache.k[li].extend_from_slice(&proj[r * 3 * d + d..r * 3 * d + 2 * d]);
                 cache.v[li].extend_from_slice(&proj[r * 3 * d + 2 * d..(r + 1) * 3 * d]);
             }
             let caches = &state.caches;
             let t = state.step + 1;
-            self.for_rows(rows, &mut ctx, d, |r, o| {
+            Self::for_rows(threads, rows, &mut ctx, d, |r, o| {
                 self.attend(&proj[r * 3 * d..r * 3 * d + d], &caches[r].k[li], &caches[r].v[li], t, d, o)
             });
-            layer.self_out.forward(&ctx, rows, &mut out, self.threads);
+            layer.self_out.forward(&ctx, rows, &mut out, threads);
             add_in_place(&mut y, &out);
             // Attention over the source.
             layer_norm_into(&y, &layer.cross_norm.gamma, &layer.cross_norm.beta, &mut h);
-            layer.cross_q.forward(&h, rows, &mut proj, self.threads);
+            layer.cross_q.forward(&h, rows, &mut proj, threads);
             let (memory, row_sentence) = (&state.memory, &state.row_sentence);
-            self.for_rows(rows, &mut ctx, d, |r, o| {
+            Self::for_rows(threads, rows, &mut ctx, d, |r, o| {
                 let (k, v) = &memory[row_sentence[r]][li];
                 self.attend(&proj[r * d..(r + 1) * d], k, v, k.len() / d, d, o)
             });
-            layer.cross_out.forward(&ctx, rows, &mut out, self.threads);
+            layer.cross_out.forward(&ctx, rows, &mut out, threads);
             add_in_place(&mut y, &out);
             // Feed-forward.
             layer_norm_into(&y, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, &mut h);
-            layer.fc1.forward(&h, rows, &mut f, self.threads);
+            layer.fc1.forward(&h, rows, &mut f, threads);
             relu(&mut f);
-            layer.fc2.forward(&f, rows, &mut out, self.threads);
+            layer.fc2.forward(&f, rows, &mut out, threads);
             add_in_place(&mut y, &out);
         }
         layer_norm(&mut y, &self.decoder_norm.gamma, &self.decoder_norm.beta);
         match &self.out_proj {
-            Some(lin) => lin.forward(&y, rows, logits, self.threads),
-            None => self.src_embed.apply(&y, rows, logits, None, self.threads),
+            Some(lin) => lin.forward(&y, rows, logits, threads),
+            None => self.src_embed.apply(&y, rows, logits, None, threads),
         }
         state.step += 1;
     }

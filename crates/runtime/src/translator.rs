@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
 use seqkd_text::batching::{BatchConfig, Batcher};
 use seqkd_text::vocab::{Vocab, VocabError};
 
@@ -75,13 +76,6 @@ impl NativeModel {
             NativeModel::Lstm(m) => NativeModel::Lstm(m.quantized()),
         }
     }
-
-    fn set_threads(&mut self, threads: Threads) {
-        match self {
-            NativeModel::Transformer(m) => m.set_threads(threads),
-            NativeModel::Lstm(m) => m.set_threads(threads),
-        }
-    }
 }
 
 /// Decodes subword sentences in batches sorted by source length (`cfg.batch_tokens`,
@@ -121,6 +115,9 @@ pub struct Translator {
     pub vocab: Vocab,
     /// The model directory's `[decode]` settings; callers override fields as they need.
     pub cfg: DecodeConfig,
+    /// Greedy search computes its hypotheses' log-probabilities (true by default); without them
+    /// it skips the softmax. Beam search always scores.
+    pub scores: bool,
     pool: rayon::ThreadPool,
 }
 
@@ -133,16 +130,13 @@ impl Translator {
         threads: usize,
     ) -> Result<Self, LoadError> {
         let vocab = Vocab::load(&dir.join(VOCAB_FILE))?;
-        let (mut model, cfg) = NativeModel::load(dir, weights, vocab.len())?;
-        if precision == Precision::Int8 {
-            model = model.quantized();
-        }
+        let (model, cfg) = NativeModel::load(dir, weights, vocab.len())?;
+        let model = if precision == Precision::Int8 { model.quantized() } else { model };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .map_err(|e| LoadError::Threads { threads, reason: e.to_string() })?;
-        model.set_threads(Threads(pool.current_num_threads()));
-        Ok(Self { model, vocab, cfg: cfg.decode, pool })
+        Ok(Self { model, vocab, cfg: cfg.decode, scores: true, pool })
     }
 
     /// `nbest` ≤ beam size hypotheses per sentence (1 with greedy search), in input order.
@@ -155,19 +149,57 @@ impl Translator {
     ) -> Result<Vec<Vec<Hypothesis>>, VocabError> {
         let ids = self.vocab.encode_batch(srcs)?;
         Ok(decode_in_batches(&ids, &self.cfg, nbest, &mut on_batch, |rows| {
-            self.pool.install(|| match &self.model {
-                NativeModel::Transformer(m) => self.search(m, rows, nbest),
-                NativeModel::Lstm(m) => self.search(m, rows, nbest),
-            })
+            self.pool.install(|| self.decode_batch(rows, nbest))
         }))
     }
 
-    fn search<D: Decoder>(&self, model: &D, rows: &[&[u32]], nbest: usize) -> Vec<Vec<Hypothesis>> {
+    /// One batch. Sentences are independent: given enough of them, each thread decodes its own
+    /// share (every other sentence, so the shares have similar lengths) with single-threaded
+    /// kernels, which scales better than splitting every small matrix product; a few sentences
+    /// (one at a time, a beam) share each product across the threads instead.
+    fn decode_batch(&self, rows: &[&[u32]], nbest: usize) -> Vec<Vec<Hypothesis>> {
+        let threads = self.pool.current_num_threads();
+        if threads < 2 || rows.len() < 2 * threads {
+            return self.search(rows, nbest, Threads(threads));
+        }
+        let shares: Vec<Vec<usize>> =
+            (0..threads).map(|t| (t..rows.len()).step_by(threads).collect()).collect();
+        let results: Vec<Vec<Vec<Hypothesis>>> = shares
+            .par_iter()
+            .map(|share| {
+                let sub: Vec<&[u32]> = share.iter().map(|&i| rows[i]).collect();
+                self.search(&sub, nbest, Threads(1))
+            })
+            .collect();
+        let mut out = vec![Vec::new(); rows.len()];
+        for (share, hyps) in shares.iter().zip(results) {
+            for (&i, h) in share.iter().zip(hyps) {
+                out[i] = h;
+            }
+        }
+        out
+    }
+
+    fn search(&self, rows: &[&[u32]], nbest: usize, threads: Threads) -> Vec<Vec<Hypothesis>> {
+        match &self.model {
+            NativeModel::Transformer(m) => self.search_with(m, rows, nbest, threads),
+            NativeModel::Lstm(m) => self.search_with(m, rows, nbest, threads),
+        }
+    }
+
+    fn search_with<D: Decoder>(
+        &self,
+        model: &D,
+        rows: &[&[u32]],
+        nbest: usize,
+        threads: Threads,
+    ) -> Vec<Vec<Hypothesis>> {
         let max_lens: Vec<usize> = rows.iter().map(|r| max_output_len(&self.cfg, r.len())).collect();
-        if self.cfg.beam_size <= 1 {
-            greedy(model, rows, &max_lens, self.cfg.length_penalty).into_iter().map(|h| vec![h]).collect()
+        let (beam, lp) = (self.cfg.beam_size, self.cfg.length_penalty);
+        if beam <= 1 {
+            greedy(model, rows, &max_lens, lp, threads, self.scores).into_iter().map(|h| vec![h]).collect()
         } else {
-            beam_search(model, rows, &max_lens, self.cfg.beam_size, self.cfg.length_penalty, nbest)
+            beam_search(model, rows, &max_lens, beam, lp, nbest, threads)
         }
     }
 

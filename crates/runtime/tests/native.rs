@@ -8,6 +8,7 @@ use std::path::Path;
 use safetensors::tensor::TensorView;
 use safetensors::Dtype;
 use seqkd_runtime::format::{Hypothesis, MASK_SUFFIX, SHAPE_SUFFIX, VALUES_SUFFIX};
+use seqkd_runtime::kernels::Threads;
 use seqkd_runtime::translator::{LoadError, Precision};
 use seqkd_runtime::Translator;
 use seqkd_text::vocab::{Vocab, VocabConfig};
@@ -157,10 +158,10 @@ fn seqkd_runtime_beam(t: &Translator, k: usize) -> Vec<Vec<Hypothesis>> {
         rows.iter().map(|r| seqkd_runtime::format::max_output_len(&t.cfg, r.len())).collect();
     match &t.model {
         seqkd_runtime::NativeModel::Transformer(m) => {
-            seqkd_runtime::search::beam_search(m, &rows, &max_lens, k, t.cfg.length_penalty, 1)
+            seqkd_runtime::search::beam_search(m, &rows, &max_lens, k, t.cfg.length_penalty, 1, Threads(1))
         }
         seqkd_runtime::NativeModel::Lstm(m) => {
-            seqkd_runtime::search::beam_search(m, &rows, &max_lens, k, t.cfg.length_penalty, 1)
+            seqkd_runtime::search::beam_search(m, &rows, &max_lens, k, t.cfg.length_penalty, 1, Threads(1))
         }
     }
 }
@@ -223,6 +224,14 @@ fn greedy_hypotheses_carry_consistent_scores() {
         assert!(h.token_logprobs.iter().all(|&lp| lp <= 0.0));
         // Stops at `</s>` (one more log-prob than tokens) or at the length limit.
         assert!(h.token_logprobs.len() == h.tokens.len() + 1 || h.tokens.len() >= 4);
+    }
+    // Without scores: the same translations, log-probabilities left at 0.
+    let scored = translate(&mut t, 1, 0, 1);
+    t.scores = false;
+    let unscored = translate(&mut t, 1, 0, 1);
+    for (a, b) in scored.iter().flatten().zip(unscored.iter().flatten()) {
+        assert_eq!(a.tokens, b.tokens);
+        assert!(b.token_logprobs.iter().all(|&lp| lp == 0.0));
     }
 }
 
