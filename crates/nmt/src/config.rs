@@ -193,15 +193,7 @@ impl Config {
         }
         match &self.model {
             ModelConfig::Transformer(m) => {
-                if m.d_model <= 0 || m.n_heads <= 0 || m.d_model % m.n_heads != 0 {
-                    return bad(format!(
-                        "model.d_model ({}) must be a positive multiple of model.n_heads ({})",
-                        m.d_model, m.n_heads
-                    ));
-                }
-                if m.encoder_layers <= 0 || m.decoder_layers <= 0 {
-                    return bad("model.encoder_layers and model.decoder_layers must be >= 1".into());
-                }
+                m.validate().map_err(|e| ConfigError::Invalid(format!("model: {e}")))?
             }
             ModelConfig::Lstm(m) => m.validate().map_err(|e| ConfigError::Invalid(format!("model: {e}")))?,
         }

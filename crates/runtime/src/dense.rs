@@ -258,11 +258,19 @@ mod tests {
             let mut dm = DenseMatrix::new(&w, n, k);
             assert_eq!(dm.to_row_major(), w);
             for kernel in [Kernel::Portable, Kernel::Avx2, Kernel::Avx512] {
-                if kernel != Kernel::Portable && best_kernel() == Kernel::Portable {
-                    continue;
-                }
                 #[cfg(target_arch = "x86_64")]
-                if kernel == Kernel::Avx512 && !is_x86_feature_detected!("avx512f") {
+                {
+                    let available = match kernel {
+                        Kernel::Avx512 => is_x86_feature_detected!("avx512f"),
+                        Kernel::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+                        Kernel::Portable => true,
+                    };
+                    if !available {
+                        continue;
+                    }
+                }
+                #[cfg(not(target_arch = "x86_64"))]
+                if kernel != Kernel::Portable {
                     continue;
                 }
                 dm.kernel = kernel;

@@ -41,6 +41,21 @@ pub struct TransformerConfig {
     pub tied_embeddings: bool,
 }
 
+impl TransformerConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.d_model <= 0 || self.n_heads <= 0 || self.d_model % self.n_heads != 0 {
+            return Err(format!(
+                "d_model ({}) must be a positive multiple of n_heads ({})",
+                self.d_model, self.n_heads
+            ));
+        }
+        if self.encoder_layers <= 0 || self.decoder_layers <= 0 || self.d_ff <= 0 {
+            return Err("encoder_layers, decoder_layers and d_ff must be >= 1".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for TransformerConfig {
     /// The 3+3-layer d256 model that JoeyNMT's Multi30k recipe uses, sized for CPU training.
     fn default() -> Self {
@@ -142,6 +157,21 @@ pub struct DecodeConfig {
     pub max_sentences: usize,
 }
 
+impl DecodeConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.beam_size == 0 || self.batch_tokens == 0 {
+            return Err(format!(
+                "decode.beam_size ({}) and decode.batch_tokens ({}) must be >= 1",
+                self.beam_size, self.batch_tokens
+            ));
+        }
+        if !(self.max_len_a.is_finite() && self.max_len_a >= 0.0 && self.length_penalty.is_finite()) {
+            return Err("decode.max_len_a must be finite and >= 0, decode.length_penalty finite".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for DecodeConfig {
     fn default() -> Self {
         Self {
@@ -204,9 +234,19 @@ impl ModelDirConfig {
         let mut table: toml::Table = toml::from_str(&text)
             .map_err(|e| FormatError::Invalid { path: path.into(), reason: e.to_string() })?;
         table.retain(|k, _| k == "model" || k == "decode");
-        table
-            .try_into()
-            .map_err(|e: toml::de::Error| FormatError::Invalid { path: path.into(), reason: e.to_string() })
+        let cfg: Self = table.try_into().map_err(|e: toml::de::Error| FormatError::Invalid {
+            path: path.into(),
+            reason: e.to_string(),
+        })?;
+        let model = match &cfg.model {
+            ModelConfig::Transformer(m) => m.validate(),
+            ModelConfig::Lstm(m) => m.validate(),
+        };
+        model
+            .map_err(|e| format!("model: {e}"))
+            .and_then(|()| cfg.decode.validate())
+            .map_err(|reason| FormatError::Invalid { path: path.into(), reason })?;
+        Ok(cfg)
     }
 }
 
@@ -271,10 +311,14 @@ pub fn load_weights(path: &Path) -> Result<HashMap<String, Param>, FormatError> 
         let shape: Vec<usize> = shape
             .data()
             .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
-            .collect();
+            .map(|b| usize::try_from(i64::from_le_bytes(b.try_into().expect("8 bytes"))))
+            .collect::<Result<_, _>>()
+            .map_err(|_| invalid(format!("{PARAM_PREFIX}{name}: negative dimension in {SHAPE_SUFFIX}")))?;
         let values = f32_data(&values).map_err(|r| invalid(format!("{PARAM_PREFIX}{name}: {r}")))?;
-        let numel: usize = shape.iter().product();
+        let numel = shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| invalid(format!("{PARAM_PREFIX}{name}: {SHAPE_SUFFIX} {shape:?} is too large")))?;
         let bits = mask.data();
         if bits.len() * 8 < numel {
             return Err(invalid(format!(

@@ -5,7 +5,8 @@
 use crate::dense::DenseMatrix;
 use crate::int8::QuantizedMatrix;
 
-/// How many threads the matrix products may use (the caller runs inside a rayon pool this size).
+/// How many threads one decoding state's matrix products may split over (1: none; a share of a
+/// batch decoded on its own thread uses 1 inside a larger pool).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Threads(pub usize);
 
@@ -168,7 +169,7 @@ unsafe fn exp_sum_avx512(x: &mut [f32], shift: f32, store: bool) -> f32 {
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     let coeffs = [1.0f32 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0];
-    let c: Vec<__m512> = coeffs.iter().map(|&v| _mm512_set1_ps(v)).collect();
+    let c: [__m512; 8] = coeffs.map(|v| _mm512_set1_ps(v));
     let (shift_v, lo_clamp, hi_clamp) = (_mm512_set1_ps(shift), _mm512_set1_ps(-87.0), _mm512_set1_ps(88.0));
     let (log2e, ln2_hi, ln2_lo) =
         (_mm512_set1_ps(std::f32::consts::LOG2_E), _mm512_set1_ps(LN2_HI), _mm512_set1_ps(LN2_LO));
@@ -299,7 +300,8 @@ pub fn gather_rows(src: &[f32], width: usize, index: &[usize], dst: &mut Vec<f32
 pub fn sinusoid(pos: usize, out: &mut [f32]) {
     let d = out.len();
     for i in 0..d / 2 {
-        // Computed as libtorch does (f32 frequency, f32 angle) so positions match bit for bit.
+        // f32 frequency and angle as in the libtorch model; libm's sin/cos may still differ from
+        // ATen's in the last bit.
         let freq = ((2 * i) as f32 * (-(10000f64.ln()) as f32 / d as f32)).exp();
         let angle = pos as f32 * freq;
         out[2 * i] = angle.sin();

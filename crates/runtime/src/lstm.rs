@@ -78,38 +78,37 @@ pub struct LstmState {
 impl Lstm {
     pub fn load(cfg: &LstmConfig, w: &mut Weights, vocab: usize) -> Result<Self, WeightError> {
         cfg.validate().map_err(WeightError::Config)?;
-        let layers = |w: &mut Weights, side: &str| {
+        let (e, h) = (cfg.embed_dim as usize, cfg.hidden as usize);
+        // The first decoder layer reads [emb; h̃] (input feeding).
+        let layers = |w: &mut Weights, side: &str, first_in: usize| {
             (0..cfg.layers)
                 .map(|i| {
                     let p = format!("{side}.lstm");
+                    let inp = if i == 0 { first_in } else { h };
+                    let (wi, bi) = (format!("{p}.weight_ih_l{i}"), format!("{p}.bias_ih_l{i}"));
+                    let (wh, bh) = (format!("{p}.weight_hh_l{i}"), format!("{p}.bias_hh_l{i}"));
                     Ok(Cell {
-                        ih: w.linear_named(
-                            &format!("{p}.weight_ih_l{i}"),
-                            Some(&format!("{p}.bias_ih_l{i}")),
-                        )?,
-                        hh: w.linear_named(
-                            &format!("{p}.weight_hh_l{i}"),
-                            Some(&format!("{p}.bias_hh_l{i}")),
-                        )?,
+                        ih: w.linear_named_of(&wi, Some(&bi), 4 * h, inp)?,
+                        hh: w.linear_named_of(&wh, Some(&bh), 4 * h, h)?,
                     })
                 })
                 .collect::<Result<Vec<_>, WeightError>>()
         };
-        let tgt_embed = w.matrix("tgt_embed.weight")?;
+        let tgt_embed = w.matrix_of("tgt_embed.weight", vocab, e)?;
         let out = if cfg.tied_embeddings {
-            Linear { weight: tgt_embed.clone(), bias: Some(w.vector("out_proj.bias")?) }
+            Linear { weight: tgt_embed.clone(), bias: Some(w.vector_of("out_proj.bias", vocab)?) }
         } else {
-            w.linear("out_proj")?
+            w.linear_of("out_proj", vocab, h)?
         };
         Ok(Self {
-            hidden: cfg.hidden as usize,
+            hidden: h,
             vocab,
-            src_embed: w.matrix("src_embed.weight")?,
+            src_embed: w.matrix_of("src_embed.weight", vocab, e)?,
             tgt_embed,
-            encoder: layers(w, "encoder")?,
-            decoder: layers(w, "decoder")?,
-            attn_score: w.linear_named("decoder.attn_score.weight", None)?,
-            attn_out: w.linear_named("decoder.attn_out.weight", None)?,
+            encoder: layers(w, "encoder", e)?,
+            decoder: layers(w, "decoder", e + h)?,
+            attn_score: w.linear_named_of("decoder.attn_score.weight", None, h, h)?,
+            attn_out: w.linear_named_of("decoder.attn_out.weight", None, h, 2 * h)?,
             out,
         })
     }

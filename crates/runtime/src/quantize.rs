@@ -29,6 +29,15 @@ pub fn quantize_model_dir(dir: &Path, out: &Path) -> Result<QuantizeSummary, For
         move |source| FormatError::Io { path, source }
     };
     let src = dir.join(BEST_FILE);
+    // Copying a file onto itself truncates it: never write into the model being read.
+    if let (Ok(a), Ok(b)) = (dir.canonicalize(), out.canonicalize()) {
+        if a == b {
+            return Err(FormatError::Invalid {
+                path: out.into(),
+                reason: "the output directory is the model directory itself; choose another --out".into(),
+            });
+        }
+    }
     let params = load_weights(&src)?;
     std::fs::create_dir_all(out).map_err(io(out))?;
     for file in [CONFIG_FILE, VOCAB_FILE] {

@@ -8,7 +8,8 @@ use crate::format::Hypothesis;
 use crate::kernels::{log_sum_exp_given_max, Threads};
 use crate::Decoder;
 
-/// Log-probability of `logit` in a row with normaliser `lse`, rounded as `x - max - log(sum)`.
+/// Log-probability of `logit` in a row with normaliser `lse = max + log Σ exp(x - max)`
+/// (libtorch's `log_softmax` subtracts `max` and `log Σ` separately; the last bit may differ).
 fn log_prob(logit: f32, lse: f32) -> f32 {
     logit - lse
 }

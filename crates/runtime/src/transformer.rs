@@ -27,8 +27,11 @@ struct Norm {
 }
 
 impl Norm {
-    fn load(w: &mut Weights, name: &str) -> Result<Self, WeightError> {
-        Ok(Self { gamma: w.vector(&format!("{name}.weight"))?, beta: w.vector(&format!("{name}.bias"))? })
+    fn load(w: &mut Weights, name: &str, d: usize) -> Result<Self, WeightError> {
+        Ok(Self {
+            gamma: w.vector_of(&format!("{name}.weight"), d)?,
+            beta: w.vector_of(&format!("{name}.bias"), d)?,
+        })
     }
 }
 
@@ -98,20 +101,21 @@ impl Transformer {
         if heads == 0 || !d.is_multiple_of(heads) {
             return Err(WeightError::Config(format!("d_model {d} is not divisible by n_heads {heads}")));
         }
+        let d_ff = cfg.d_ff as usize;
         let attn = |w: &mut Weights, p: &str, parts: &[&str]| -> Result<Linear, WeightError> {
             let names: Vec<String> = parts.iter().map(|x| format!("{p}.{x}_proj")).collect();
-            w.fused_linear(&names)
+            w.fused_linear(&names, d, d)
         };
         let encoder = (0..cfg.encoder_layers)
             .map(|i| {
                 let p = format!("encoder.{i}");
                 Ok(EncoderLayer {
-                    attn_norm: Norm::load(w, &format!("{p}.self_attn_norm"))?,
+                    attn_norm: Norm::load(w, &format!("{p}.self_attn_norm"), d)?,
                     qkv: attn(w, &format!("{p}.self_attn"), &["q", "k", "v"])?,
                     attn_out: attn(w, &format!("{p}.self_attn"), &["out"])?,
-                    ffn_norm: Norm::load(w, &format!("{p}.ffn_norm"))?,
-                    fc1: w.linear(&format!("{p}.ffn.fc1"))?,
-                    fc2: w.linear(&format!("{p}.ffn.fc2"))?,
+                    ffn_norm: Norm::load(w, &format!("{p}.ffn_norm"), d)?,
+                    fc1: w.linear_of(&format!("{p}.ffn.fc1"), d_ff, d)?,
+                    fc2: w.linear_of(&format!("{p}.ffn.fc2"), d, d_ff)?,
                 })
             })
             .collect::<Result<Vec<_>, WeightError>>()?;
@@ -119,32 +123,25 @@ impl Transformer {
             .map(|i| {
                 let p = format!("decoder.{i}");
                 Ok(DecoderLayer {
-                    self_norm: Norm::load(w, &format!("{p}.self_attn_norm"))?,
+                    self_norm: Norm::load(w, &format!("{p}.self_attn_norm"), d)?,
                     self_qkv: attn(w, &format!("{p}.self_attn"), &["q", "k", "v"])?,
                     self_out: attn(w, &format!("{p}.self_attn"), &["out"])?,
-                    cross_norm: Norm::load(w, &format!("{p}.cross_attn_norm"))?,
+                    cross_norm: Norm::load(w, &format!("{p}.cross_attn_norm"), d)?,
                     cross_q: attn(w, &format!("{p}.cross_attn"), &["q"])?,
                     cross_kv: attn(w, &format!("{p}.cross_attn"), &["k", "v"])?,
                     cross_out: attn(w, &format!("{p}.cross_attn"), &["out"])?,
-                    ffn_norm: Norm::load(w, &format!("{p}.ffn_norm"))?,
-                    fc1: w.linear(&format!("{p}.ffn.fc1"))?,
-                    fc2: w.linear(&format!("{p}.ffn.fc2"))?,
+                    ffn_norm: Norm::load(w, &format!("{p}.ffn_norm"), d)?,
+                    fc1: w.linear_of(&format!("{p}.ffn.fc1"), d_ff, d)?,
+                    fc2: w.linear_of(&format!("{p}.ffn.fc2"), d, d_ff)?,
                 })
             })
             .collect::<Result<Vec<_>, WeightError>>()?;
-        let src_embed = w.matrix("src_embed.weight")?;
+        let src_embed = w.matrix_of("src_embed.weight", vocab, d)?;
         let (tgt_embed, out_proj) = if cfg.tied_embeddings {
             (None, None)
         } else {
-            (Some(w.matrix("tgt_embed.weight")?), Some(w.linear("out_proj")?))
+            (Some(w.matrix_of("tgt_embed.weight", vocab, d)?), Some(w.linear_of("out_proj", vocab, d)?))
         };
-        if src_embed.rows() != vocab || src_embed.cols() != d {
-            return Err(WeightError::Config(format!(
-                "src_embed is {}×{}, expected vocabulary {vocab} × d_model {d}",
-                src_embed.rows(),
-                src_embed.cols()
-            )));
-        }
         Ok(Self {
             d,
             heads,
@@ -153,9 +150,9 @@ impl Transformer {
             tgt_embed,
             out_proj,
             encoder,
-            encoder_norm: Norm::load(w, "encoder_norm")?,
+            encoder_norm: Norm::load(w, "encoder_norm", d)?,
             decoder,
-            decoder_norm: Norm::load(w, "decoder_norm")?,
+            decoder_norm: Norm::load(w, "decoder_norm", d)?,
         })
     }
 
@@ -241,8 +238,8 @@ impl Transformer {
     /// all heads, into `out` `[d]`.
     fn attend(&self, q: &[f32], k: &[f32], v: &[f32], len: usize, stride: usize, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the feature the function is compiled for.
+        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
             return unsafe { attend_avx512(self.heads, q, k, v, len, stride, out) };
         }
         attend_body(self.heads, q, k, v, len, stride, out)

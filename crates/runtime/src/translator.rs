@@ -58,15 +58,15 @@ impl NativeModel {
         let cfg = ModelDirConfig::load(&dir.join(CONFIG_FILE))?;
         let path = dir.join(weights.unwrap_or(BEST_FILE));
         let mut w = Weights::new(load_weights(&path)?);
-        let model = match &cfg.model {
-            ModelConfig::Transformer(c) => NativeModel::Transformer(
-                Transformer::load(c, &mut w, vocab_size)
-                    .map_err(|source| LoadError::Weights { path, source })?,
-            ),
-            ModelConfig::Lstm(c) => NativeModel::Lstm(
-                Lstm::load(c, &mut w, vocab_size).map_err(|source| LoadError::Weights { path, source })?,
-            ),
+        let build = |w: &mut Weights| -> Result<NativeModel, WeightError> {
+            let model = match &cfg.model {
+                ModelConfig::Transformer(c) => NativeModel::Transformer(Transformer::load(c, w, vocab_size)?),
+                ModelConfig::Lstm(c) => NativeModel::Lstm(Lstm::load(c, w, vocab_size)?),
+            };
+            w.check_all_used()?;
+            Ok(model)
         };
+        let model = build(&mut w).map_err(|source| LoadError::Weights { path, source })?;
         Ok((model, cfg))
     }
 
@@ -154,7 +154,7 @@ impl Translator {
     }
 
     /// One batch. Sentences are independent: given enough of them, each thread decodes its own
-    /// share (every other sentence, so the shares have similar lengths) with single-threaded
+    /// share (every T-th sentence of the length-sorted batch, so shares have similar lengths) with single-threaded
     /// kernels, which scales better than splitting every small matrix product; a few sentences
     /// (one at a time, a beam) share each product across the threads instead.
     fn decode_batch(&self, rows: &[&[u32]], nbest: usize) -> Vec<Vec<Hypothesis>> {

@@ -1,6 +1,6 @@
 //! Typed access to a model's parameters by name, with the errors a wrong file deserves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::dense::DenseMatrix;
 use crate::format::{FormatError, Param};
@@ -17,21 +17,79 @@ pub enum WeightError {
     Shape { name: String, got: Vec<usize>, expected: String },
     #[error("{0}")]
     Config(String),
+    #[error("the weights have parameters this config does not use: {0} (is the model directory's config.toml the one it was trained with?)")]
+    Unused(String),
 }
 
 /// The parameters of one model, taken out by name as the model is built.
 pub struct Weights {
     params: HashMap<String, Param>,
+    used: HashSet<String>,
 }
 
 impl Weights {
     pub fn new(params: HashMap<String, Param>) -> Self {
-        Self { params }
+        Self { params, used: HashSet::new() }
     }
 
     fn take(&mut self, name: &str) -> Result<Param, WeightError> {
         // Tied matrices are read more than once, so parameters are cloned rather than removed.
-        self.params.get(name).cloned().ok_or_else(|| WeightError::Missing(name.to_string()))
+        let param = self.params.get(name).cloned().ok_or_else(|| WeightError::Missing(name.to_string()))?;
+        self.used.insert(name.to_string());
+        Ok(param)
+    }
+
+    /// Fails if the file holds parameters the model never asked for (e.g. more layers than the
+    /// config says), which would otherwise be silently ignored.
+    pub fn check_all_used(&self) -> Result<(), WeightError> {
+        let mut unused: Vec<&String> = self.params.keys().filter(|k| !self.used.contains(*k)).collect();
+        if unused.is_empty() {
+            return Ok(());
+        }
+        unused.sort();
+        let shown: Vec<&str> = unused.iter().take(5).map(|s| s.as_str()).collect();
+        let more = if unused.len() > 5 { format!(" and {} more", unused.len() - 5) } else { String::new() };
+        Err(WeightError::Unused(format!("{}{more}", shown.join(", "))))
+    }
+
+    /// A vector of exactly `len` values.
+    pub fn vector_of(&mut self, name: &str, len: usize) -> Result<Vec<f32>, WeightError> {
+        let v = self.vector(name)?;
+        if v.len() != len {
+            return Err(WeightError::Shape {
+                name: name.into(),
+                got: vec![v.len()],
+                expected: format!("[{len}]"),
+            });
+        }
+        Ok(v)
+    }
+
+    /// A matrix of exactly `[rows, cols]`.
+    pub fn matrix_of(&mut self, name: &str, rows: usize, cols: usize) -> Result<Matrix, WeightError> {
+        let m = self.matrix(name)?;
+        check_shape(name, &m, rows, cols)?;
+        Ok(m)
+    }
+
+    /// [`Weights::linear`] with its weight checked to be `[out, inp]`.
+    pub fn linear_of(&mut self, prefix: &str, out: usize, inp: usize) -> Result<Linear, WeightError> {
+        let lin = self.linear(prefix)?;
+        check_shape(&format!("{prefix}.weight"), &lin.weight, out, inp)?;
+        Ok(lin)
+    }
+
+    /// [`Weights::linear_named`] with its weight checked to be `[out, inp]`.
+    pub fn linear_named_of(
+        &mut self,
+        weight: &str,
+        bias: Option<&str>,
+        out: usize,
+        inp: usize,
+    ) -> Result<Linear, WeightError> {
+        let lin = self.linear_named(weight, bias)?;
+        check_shape(weight, &lin.weight, out, inp)?;
+        Ok(lin)
     }
 
     pub fn vector(&mut self, name: &str) -> Result<Vec<f32>, WeightError> {
@@ -84,19 +142,27 @@ impl Weights {
     }
 
     /// Several linear layers reading the same input, stacked into one (outputs concatenated).
-    pub fn fused_linear(&mut self, prefixes: &[String]) -> Result<Linear, WeightError> {
-        let parts = prefixes.iter().map(|p| self.linear(p)).collect::<Result<Vec<_>, _>>()?;
+    /// Each part must be `[out_each, inp]`, and have a bias if any part has one.
+    pub fn fused_linear(
+        &mut self,
+        prefixes: &[String],
+        out_each: usize,
+        inp: usize,
+    ) -> Result<Linear, WeightError> {
+        let parts =
+            prefixes.iter().map(|p| self.linear_of(p, out_each, inp)).collect::<Result<Vec<_>, _>>()?;
+        if let Some(p) =
+            prefixes.iter().zip(&parts).find(|(_, l)| l.bias.is_none() != parts[0].bias.is_none())
+        {
+            return Err(WeightError::Config(format!(
+                "{}: some of the fused layers {prefixes:?} have a bias and some do not",
+                p.0
+            )));
+        }
         if parts.len() == 1 {
             return Ok(parts.into_iter().next().expect("one"));
         }
-        let cols = parts[0].in_dim();
-        if let Some(p) = parts.iter().zip(prefixes).find(|(p, _)| p.in_dim() != cols) {
-            return Err(WeightError::Shape {
-                name: format!("{}.weight", p.1),
-                got: vec![p.0.out_dim(), p.0.in_dim()],
-                expected: format!("[_, {cols}]"),
-            });
-        }
+        let cols = inp;
         let rows: usize = parts.iter().map(Linear::out_dim).sum();
         let bias = if parts.iter().all(|p| p.bias.is_some()) {
             Some(parts.iter().flat_map(|p| p.bias.clone().expect("checked")).collect())
@@ -133,4 +199,15 @@ impl Weights {
         };
         Ok(Linear { weight, bias })
     }
+}
+
+fn check_shape(name: &str, m: &Matrix, rows: usize, cols: usize) -> Result<(), WeightError> {
+    if (m.rows(), m.cols()) != (rows, cols) {
+        return Err(WeightError::Shape {
+            name: name.into(),
+            got: vec![m.rows(), m.cols()],
+            expected: format!("[{rows}, {cols}]"),
+        });
+    }
+    Ok(())
 }
