@@ -185,9 +185,7 @@ impl Config {
             return bad("train.valid_every and train.checkpoint_every must be > 0".into());
         }
         crate::parse_device(&t.device).map_err(|e| ConfigError::Invalid(format!("train.device: {e}")))?;
-        if self.decode.beam_size == 0 {
-            return bad("decode.beam_size must be >= 1 (got 0)".into());
-        }
+        self.decode.validate().map_err(ConfigError::Invalid)?;
         if let Some(kd) = &self.word_kd {
             kd.validate().map_err(ConfigError::Invalid)?;
         }
