@@ -149,10 +149,6 @@ fn write_results(args: &Args, results: &[Vec<Hypothesis>], vocab: &Vocab) -> any
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for (i, hyps) in results.iter().enumerate() {
-        if hyps.is_empty() {
-            // No hypothesis at all (only with broken weights): keep one line per input.
-            writeln!(out)?;
-        }
         for h in hyps {
             let text = vocab.decode(&h.tokens);
             let mut line = if args.nbest.is_some() {

@@ -531,16 +531,19 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     }
     drop(loaded_teacher);
 
+    // Word-KD for a student: from the top-k store made along its training corpus.
+    let stored_word_kd = |topk_file: &str| WordKdConfig {
+        alpha: cfg.distill.alpha,
+        temperature: cfg.distill.temperature,
+        teacher: None,
+        topk: Some(run.distill(topk_file)),
+    };
+
     // 4) The students, each after the row it starts from; then the teacher's own Seq-Inter fine-tune.
     for &row in &rows {
         let (data, word_kd, init) = row.recipe();
         let ((src, tgt), file) = corpus_of(data);
-        let kd = word_kd.then(|| WordKdConfig {
-            alpha: cfg.distill.alpha,
-            temperature: cfg.distill.temperature,
-            teacher: None,
-            topk: Some(run.distill(file)),
-        });
+        let kd = word_kd.then(|| stored_word_kd(file));
         let (train_cfg, init_dir) = match init {
             Some(from) => (&cfg.finetune, Some(run.model(from.name()))),
             None => (&cfg.student.train, None),
@@ -578,12 +581,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     if let Some(pr) = &cfg.prune {
         let (data, word_kd, _) = pr.from.recipe();
         let ((src, tgt), file) = corpus_of(data);
-        let kd = word_kd.then(|| WordKdConfig {
-            alpha: cfg.distill.alpha,
-            temperature: cfg.distill.temperature,
-            teacher: None,
-            topk: Some(run.distill(file)),
-        });
+        let kd = word_kd.then(|| stored_word_kd(file));
         let mut source = run.model(pr.from.name());
         for &ratio in &pr.ratios {
             let name = pruned_name(pr.from, ratio);

@@ -87,23 +87,23 @@ impl Linear {
 }
 
 /// Layer normalisation of each row of `x` (`[_, d]`), in place; eps as torch's default.
-pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
+pub fn layer_norm(x: &mut Vec<f32>, gamma: &[f32], beta: &[f32]) {
+    let input = std::mem::take(x);
+    layer_norm_into(&input, gamma, beta, x);
+}
+
+/// `out = layer_norm(x)` without touching `x` (`out` is resized).
+pub fn layer_norm_into(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut Vec<f32>) {
     let d = gamma.len();
-    for row in x.chunks_exact_mut(d) {
+    out.resize(x.len(), 0.0);
+    for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
         let mean = row.iter().sum::<f32>() / d as f32;
         let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
         let inv = 1.0 / (var + 1e-5).sqrt();
-        for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
-            *v = (*v - mean) * inv * g + b;
+        for (((o, v), g), b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
+            *o = (v - mean) * inv * g + b;
         }
     }
-}
-
-/// `out = layer_norm(x)` without touching `x`.
-pub fn layer_norm_into(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut Vec<f32>) {
-    out.clear();
-    out.extend_from_slice(x);
-    layer_norm(out, gamma, beta);
 }
 
 /// `e^x` for f32 in branch-free arithmetic the compiler vectorises (libm's `expf` is a call per

@@ -221,14 +221,16 @@ impl Decoder for Lstm {
         }
         let (mut gates, mut rec) = (Vec::new(), Vec::new());
         for (l, cell) in self.decoder.iter().enumerate() {
-            cell.ih.forward(&x, rows, &mut gates, threads);
-            cell.hh.forward(&state.h[l], rows, &mut rec, threads);
+            // Layer l reads layer l-1's new h (the input feed for layer 0) and updates its own.
+            let (below, this) = state.h.split_at_mut(l);
+            let input = below.last().unwrap_or(&x);
+            cell.ih.forward(input, rows, &mut gates, threads);
+            cell.hh.forward(&this[0], rows, &mut rec, threads);
             add_in_place(&mut gates, &rec);
-            cell_update(&gates, &mut state.h[l], &mut state.c[l], hd);
-            x = state.h[l].clone();
+            cell_update(&gates, &mut this[0], &mut state.c[l], hd);
         }
         // Global attention over the row's source: a_t = softmax(keys·h_t), c_t = Σ a_t(s) h̄_s.
-        let h_t = &x;
+        let h_t = state.h.last().expect("at least one layer");
         let mut ch = vec![0f32; rows * 2 * hd]; // [c_t; h_t]
         let mut scores = Vec::new();
         for r in 0..rows {

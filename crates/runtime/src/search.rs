@@ -94,7 +94,6 @@ pub fn beam_search<D: Decoder>(
     model.select_rows(&mut state, &search.initial_rows());
     let mut prev = vec![SPECIAL_IDS.bos; srcs.len() * k];
     let mut logits = Vec::new();
-    let mut cands: Vec<(f32, usize)> = Vec::with_capacity(2 * k * k);
     loop {
         model.step(&mut state, &prev, &mut logits);
         let scores = search.scores();
@@ -111,8 +110,7 @@ pub fn beam_search<D: Decoder>(
                 top.into_iter().map(|tok| (tok, log_prob(l[tok], lse) + score)).collect()
             })
             .collect();
-        let next = search.advance(max_lens, vocab, |a| {
-            cands.clear();
+        let next = search.advance(max_lens, vocab, |a, cands| {
             for b in 0..k {
                 for &(tok, score) in &row_best[a * k + b] {
                     cands.push((score, b * vocab + tok));
@@ -121,7 +119,6 @@ pub fn beam_search<D: Decoder>(
             // Best first; ties to the lower flat index (as a stable top-k over `[K·V]`).
             cands.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
             cands.truncate(2 * k);
-            cands.clone()
         });
         match next {
             Some(step) => {
@@ -186,15 +183,17 @@ impl BeamSearch {
         &self.scores
     }
 
-    /// One step. `candidates(a)` gives the a-th live sentence's best 2K extensions as
-    /// `(score, b·vocab + token)`, best first. Returns `None` when every sentence is done.
+    /// One step. `candidates(a, buffer)` puts the a-th live sentence's best 2K extensions into
+    /// the (empty) buffer as `(score, b·vocab + token)`, best first. Returns `None` when every
+    /// sentence is done.
     pub fn advance(
         &mut self,
         max_lens: &[usize],
         vocab: usize,
-        mut candidates: impl FnMut(usize) -> Vec<(f32, usize)>,
+        mut candidates: impl FnMut(usize, &mut Vec<(f32, usize)>),
     ) -> Option<BeamStep> {
         let k = self.k;
+        let mut cands = Vec::with_capacity(k * 2 * k);
         self.t += 1;
         let live = std::mem::take(&mut self.live);
         let mut rows = Vec::with_capacity(live.len() * k);
@@ -203,7 +202,9 @@ impl BeamSearch {
         let mut next_scores = Vec::with_capacity(live.len() * k);
         for (a, &sent) in live.iter().enumerate() {
             let mut continuing: Vec<(usize, u32, Hypothesis)> = Vec::with_capacity(k);
-            for (rank, (score, flat)) in candidates(a).into_iter().enumerate() {
+            cands.clear();
+            candidates(a, &mut cands);
+            for (rank, &(score, flat)) in cands.iter().enumerate() {
                 if score == f32::NEG_INFINITY {
                     break;
                 }
@@ -239,6 +240,16 @@ impl BeamSearch {
                         hyp.normalize(self.length_penalty);
                         self.finished[sent].push(hyp);
                     }
+                }
+                if self.finished[sent].is_empty() {
+                    // Every extension was impossible (-inf; only with broken weights): answer an
+                    // empty translation rather than none, so outputs stay one per input.
+                    let impossible = f32::NEG_INFINITY;
+                    self.finished[sent].push(Hypothesis {
+                        score: impossible,
+                        normalized_score: impossible,
+                        ..Default::default()
+                    });
                 }
                 continue;
             }

@@ -92,6 +92,19 @@ pub struct TransformerState {
     caches: Vec<RowCache>,
     step: usize,
     threads: Threads,
+    /// Working buffers of `step`, kept between steps so the decoding loop does not allocate.
+    buffers: StepBuffers,
+}
+
+#[derive(Debug, Default)]
+struct StepBuffers {
+    y: Vec<f32>,
+    pe: Vec<f32>,
+    h: Vec<f32>,
+    proj: Vec<f32>,
+    ctx: Vec<f32>,
+    out: Vec<f32>,
+    f: Vec<f32>,
 }
 
 impl Transformer {
@@ -293,16 +306,36 @@ impl Transformer {
 /// products and updates of attention vectorise 4× wider than on baseline x86-64).
 #[inline(always)]
 fn attend_body(heads: usize, q: &[f32], k: &[f32], v: &[f32], len: usize, stride: usize, out: &mut [f32]) {
+    // One score buffer per thread, reused: this runs for every row, layer and step.
+    thread_local! {
+        static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCORES.with_borrow_mut(|scores| {
+        scores.resize(len, 0.0);
+        attend_heads(heads, q, k, v, stride, scores, out)
+    })
+}
+
+/// [`attend_body`] with the score buffer (`len` long) supplied.
+#[inline(always)]
+fn attend_heads(
+    heads: usize,
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    stride: usize,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
     let dh = q.len() / heads;
     let scale = 1.0 / (dh as f32).sqrt();
-    let mut scores = vec![0f32; len];
     out.fill(0.0);
     for h in 0..heads {
         let qh = &q[h * dh..(h + 1) * dh];
         for (t, s) in scores.iter_mut().enumerate() {
             *s = dot(qh, &k[t * stride + h * dh..][..dh]) * scale;
         }
-        softmax(&mut scores);
+        softmax(scores);
         let oh = &mut out[h * dh..(h + 1) * dh];
         for (t, p) in scores.iter().enumerate() {
             axpy(*p, &v[t * stride + h * dh..][..dh], oh);
@@ -355,6 +388,7 @@ impl Decoder for Transformer {
             caches: vec![RowCache { k: vec![Vec::new(); layers], v: vec![Vec::new(); layers] }; srcs.len()],
             step: 0,
             threads,
+            buffers: StepBuffers::default(),
         }
     }
 
@@ -364,52 +398,54 @@ impl Decoder for Transformer {
         let rows = prev.len();
         debug_assert_eq!(rows, state.row_sentence.len());
         let table = self.tgt_embed.as_ref().unwrap_or(&self.src_embed);
-        let mut y = vec![0f32; rows * d];
-        let mut pe = vec![0f32; d];
-        sinusoid(state.step, &mut pe);
+        let mut buffers = std::mem::take(&mut state.buffers);
+        let StepBuffers { y, pe, h, proj, ctx, out, f } = &mut buffers;
+        y.resize(rows * d, 0.0);
+        ctx.resize(rows * d, 0.0);
+        pe.resize(d, 0.0);
+        sinusoid(state.step, pe);
         for (r, &tok) in prev.iter().enumerate() {
-            self.embed_into(table, tok, &pe, &mut y[r * d..(r + 1) * d]);
+            self.embed_into(table, tok, pe, &mut y[r * d..(r + 1) * d]);
         }
-        let (mut h, mut proj, mut ctx, mut out, mut f) =
-            (Vec::new(), Vec::new(), vec![0f32; rows * d], Vec::new(), Vec::new());
         for (li, layer) in self.decoder.iter().enumerate() {
             // Self-attention over this row's previous positions and the new one.
-            layer_norm_into(&y, &layer.self_norm.gamma, &layer.self_norm.beta, &mut h);
-            layer.self_qkv.forward(&h, rows, &mut proj, threads);
+            layer_norm_into(y, &layer.self_norm.gamma, &layer.self_norm.beta, h);
+            layer.self_qkv.forward(h, rows, proj, threads);
             for (r, cache) in state.caches.iter_mut().enumerate() {
                 cache.k[li].extend_from_slice(&proj[r * 3 * d + d..r * 3 * d + 2 * d]);
                 cache.v[li].extend_from_slice(&proj[r * 3 * d + 2 * d..(r + 1) * 3 * d]);
             }
             let caches = &state.caches;
             let t = state.step + 1;
-            Self::for_rows(threads, rows, &mut ctx, d, |r, o| {
+            Self::for_rows(threads, rows, ctx, d, |r, o| {
                 self.attend(&proj[r * 3 * d..r * 3 * d + d], &caches[r].k[li], &caches[r].v[li], t, d, o)
             });
-            layer.self_out.forward(&ctx, rows, &mut out, threads);
-            add_in_place(&mut y, &out);
+            layer.self_out.forward(ctx, rows, out, threads);
+            add_in_place(y, out);
             // Attention over the source.
-            layer_norm_into(&y, &layer.cross_norm.gamma, &layer.cross_norm.beta, &mut h);
-            layer.cross_q.forward(&h, rows, &mut proj, threads);
+            layer_norm_into(y, &layer.cross_norm.gamma, &layer.cross_norm.beta, h);
+            layer.cross_q.forward(h, rows, proj, threads);
             let (memory, row_sentence) = (&state.memory, &state.row_sentence);
-            Self::for_rows(threads, rows, &mut ctx, d, |r, o| {
+            Self::for_rows(threads, rows, ctx, d, |r, o| {
                 let (k, v) = &memory[row_sentence[r]][li];
                 self.attend(&proj[r * d..(r + 1) * d], k, v, k.len() / d, d, o)
             });
-            layer.cross_out.forward(&ctx, rows, &mut out, threads);
-            add_in_place(&mut y, &out);
+            layer.cross_out.forward(ctx, rows, out, threads);
+            add_in_place(y, out);
             // Feed-forward.
-            layer_norm_into(&y, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, &mut h);
-            layer.fc1.forward(&h, rows, &mut f, threads);
-            relu(&mut f);
-            layer.fc2.forward(&f, rows, &mut out, threads);
-            add_in_place(&mut y, &out);
+            layer_norm_into(y, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, h);
+            layer.fc1.forward(h, rows, f, threads);
+            relu(f);
+            layer.fc2.forward(f, rows, out, threads);
+            add_in_place(y, out);
         }
-        layer_norm(&mut y, &self.decoder_norm.gamma, &self.decoder_norm.beta);
+        layer_norm(y, &self.decoder_norm.gamma, &self.decoder_norm.beta);
         match &self.out_proj {
-            Some(lin) => lin.forward(&y, rows, logits, threads),
-            None => self.src_embed.apply(&y, rows, logits, None, threads),
+            Some(lin) => lin.forward(y, rows, logits, threads),
+            None => self.src_embed.apply(y, rows, logits, None, threads),
         }
         state.step += 1;
+        state.buffers = buffers;
     }
 
     fn select_rows(&self, state: &mut TransformerState, parents: &[usize]) {

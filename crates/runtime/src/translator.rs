@@ -80,11 +80,10 @@ impl NativeModel {
 
 /// Decodes subword sentences in batches sorted by source length (`cfg.batch_tokens`,
 /// `cfg.max_sentences`) with `decode` (a batch's sources → their n-best lists), and returns the
-/// n-best lists (≤ `nbest` each) in input order. Both engines batch through this.
+/// n-best lists in input order. Both engines batch through this.
 pub fn decode_in_batches(
     ids: &[Vec<u32>],
     cfg: &DecodeConfig,
-    nbest: usize,
     on_batch: &mut dyn FnMut(usize),
     mut decode: impl FnMut(&[&[u32]]) -> Vec<Vec<Hypothesis>>,
 ) -> Vec<Vec<Hypothesis>> {
@@ -99,8 +98,7 @@ pub fn decode_in_batches(
     let mut done = 0;
     for batch in batcher.by_source_length() {
         let rows: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
-        for (&i, mut h) in batch.iter().zip(decode(&rows)) {
-            h.truncate(nbest.max(1));
+        for (&i, h) in batch.iter().zip(decode(&rows)) {
             out[i] = h;
         }
         done += batch.len();
@@ -148,7 +146,7 @@ impl Translator {
         mut on_batch: impl FnMut(usize),
     ) -> Result<Vec<Vec<Hypothesis>>, VocabError> {
         let ids = self.vocab.encode_batch(srcs)?;
-        Ok(decode_in_batches(&ids, &self.cfg, nbest, &mut on_batch, |rows| {
+        Ok(decode_in_batches(&ids, &self.cfg, &mut on_batch, |rows| {
             self.pool.install(|| self.decode_batch(rows, nbest))
         }))
     }

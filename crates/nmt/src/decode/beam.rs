@@ -40,8 +40,8 @@ pub fn beam_search(
         let (top_scores, top_index) = cand.topk((2 * k) as i64, -1, true, true); // [live, 2K]
         let top_scores: Vec<f32> = Vec::try_from(&top_scores.flatten(0, -1)).expect("f32 scores");
         let top_index: Vec<i64> = Vec::try_from(&top_index.flatten(0, -1)).expect("i64 indices");
-        let step = search.advance(max_lens, vocab, |a| {
-            (a * 2 * k..(a + 1) * 2 * k).map(|j| (top_scores[j], top_index[j] as usize)).collect()
+        let step = search.advance(max_lens, vocab, |a, cands| {
+            cands.extend((a * 2 * k..(a + 1) * 2 * k).map(|j| (top_scores[j], top_index[j] as usize)))
         });
         let Some(step) = step else { break };
         let rows = rows_of(&step.rows);

@@ -33,7 +33,7 @@ impl Translator<'_> {
     ) -> Result<Vec<Vec<Hypothesis>>, seqkd_text::vocab::VocabError> {
         let ids = self.vocab.encode_batch(srcs)?;
         Ok(tch::no_grad(|| {
-            decode_in_batches(&ids, &self.cfg, nbest, &mut on_batch, |rows| {
+            decode_in_batches(&ids, &self.cfg, &mut on_batch, |rows| {
                 let src = source_tensor(rows, self.device);
                 let max_lens: Vec<usize> = rows.iter().map(|r| max_output_len(&self.cfg, r.len())).collect();
                 if self.cfg.beam_size == 1 {
