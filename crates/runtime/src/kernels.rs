@@ -87,9 +87,13 @@ impl Linear {
 }
 
 /// Layer normalisation of each row of `x` (`[_, d]`), in place; eps as torch's default.
-pub fn layer_norm(x: &mut Vec<f32>, gamma: &[f32], beta: &[f32]) {
-    let input = std::mem::take(x);
-    layer_norm_into(&input, gamma, beta, x);
+pub fn layer_norm(x: &mut [f32], gamma: &[f32], beta: &[f32]) {
+    for row in x.chunks_exact_mut(gamma.len()) {
+        let (mean, inv) = row_moments(row);
+        for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+            *v = (*v - mean) * inv * g + b;
+        }
+    }
 }
 
 /// `out = layer_norm(x)` without touching `x` (`out` is resized).
@@ -97,13 +101,20 @@ pub fn layer_norm_into(x: &[f32], gamma: &[f32], beta: &[f32], out: &mut Vec<f32
     let d = gamma.len();
     out.resize(x.len(), 0.0);
     for (row, o) in x.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
-        let mean = row.iter().sum::<f32>() / d as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
-        let inv = 1.0 / (var + 1e-5).sqrt();
+        let (mean, inv) = row_moments(row);
         for (((o, v), g), b) in o.iter_mut().zip(row).zip(gamma).zip(beta) {
             *o = (v - mean) * inv * g + b;
         }
     }
+}
+
+/// A row's mean and 1/sqrt(variance + eps), for [`layer_norm`].
+#[inline(always)]
+fn row_moments(row: &[f32]) -> (f32, f32) {
+    let d = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / d;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    (mean, 1.0 / (var + 1e-5).sqrt())
 }
 
 /// `e^x` for f32 in branch-free arithmetic the compiler vectorises (libm's `expf` is a call per

@@ -73,6 +73,18 @@ pub struct LstmState {
     /// `[rows, H]`.
     h_tilde: Vec<f32>,
     threads: Threads,
+    /// Working buffers of `step`, kept between steps so the decoding loop does not allocate.
+    buffers: StepBuffers,
+}
+
+#[derive(Debug, Default)]
+struct StepBuffers {
+    x: Vec<f32>,
+    gates: Vec<f32>,
+    rec: Vec<f32>,
+    ch: Vec<f32>,
+    scores: Vec<f32>,
+    h_tilde: Vec<f32>,
 }
 
 impl Lstm {
@@ -204,6 +216,7 @@ impl Decoder for Lstm {
             c: c_final.iter().map(reorder).collect(),
             h_tilde: vec![0f32; n * hd],
             threads,
+            buffers: StepBuffers::default(),
         }
     }
 
@@ -212,33 +225,34 @@ impl Decoder for Lstm {
         let threads = state.threads;
         let rows = prev.len();
         let e = self.tgt_embed.cols();
+        let mut buffers = std::mem::take(&mut state.buffers);
+        let StepBuffers { x, gates, rec, ch, scores, h_tilde } = &mut buffers;
         // Input feeding: the first layer reads [emb(y_{t-1}); h̃_{t-1}].
-        let mut x = vec![0f32; rows * (e + hd)];
+        x.resize(rows * (e + hd), 0.0);
         for (r, &tok) in prev.iter().enumerate() {
             let row = &mut x[r * (e + hd)..(r + 1) * (e + hd)];
             self.tgt_embed.row_into(tok as usize, &mut row[..e]);
             row[e..].copy_from_slice(&state.h_tilde[r * hd..(r + 1) * hd]);
         }
-        let (mut gates, mut rec) = (Vec::new(), Vec::new());
         for (l, cell) in self.decoder.iter().enumerate() {
             // Layer l reads layer l-1's new h (the input feed for layer 0) and updates its own.
             let (below, this) = state.h.split_at_mut(l);
-            let input = below.last().unwrap_or(&x);
-            cell.ih.forward(input, rows, &mut gates, threads);
-            cell.hh.forward(&this[0], rows, &mut rec, threads);
-            add_in_place(&mut gates, &rec);
-            cell_update(&gates, &mut this[0], &mut state.c[l], hd);
+            let input = below.last().unwrap_or(x);
+            cell.ih.forward(input, rows, gates, threads);
+            cell.hh.forward(&this[0], rows, rec, threads);
+            add_in_place(gates, rec);
+            cell_update(gates, &mut this[0], &mut state.c[l], hd);
         }
         // Global attention over the row's source: a_t = softmax(keys·h_t), c_t = Σ a_t(s) h̄_s.
         let h_t = state.h.last().expect("at least one layer");
-        let mut ch = vec![0f32; rows * 2 * hd]; // [c_t; h_t]
-        let mut scores = Vec::new();
+        ch.clear();
+        ch.resize(rows * 2 * hd, 0.0); // [c_t; h_t], c_t accumulated from zero
         for r in 0..rows {
             let mem = &state.memory[state.row_sentence[r]];
             let q = &h_t[r * hd..(r + 1) * hd];
             scores.clear();
             scores.extend(mem.keys.chunks_exact(hd).map(|k| dot(k, q)));
-            softmax(&mut scores);
+            softmax(scores);
             let out = &mut ch[r * 2 * hd..(r + 1) * 2 * hd];
             for (a, v) in scores.iter().zip(mem.values.chunks_exact(hd)) {
                 axpy(*a, v, &mut out[..hd]);
@@ -246,13 +260,13 @@ impl Decoder for Lstm {
             out[hd..].copy_from_slice(q);
         }
         // h̃_t = tanh(W_c [c_t; h_t]); logits = W_out h̃_t + b.
-        let mut h_tilde = Vec::new();
-        self.attn_out.forward(&ch, rows, &mut h_tilde, threads);
+        self.attn_out.forward(ch, rows, h_tilde, threads);
         for v in h_tilde.iter_mut() {
             *v = v.tanh();
         }
-        self.out.forward(&h_tilde, rows, logits, threads);
-        state.h_tilde = h_tilde;
+        self.out.forward(h_tilde, rows, logits, threads);
+        std::mem::swap(&mut state.h_tilde, h_tilde);
+        state.buffers = buffers;
     }
 
     fn select_rows(&self, state: &mut LstmState, parents: &[usize]) {

@@ -148,6 +148,8 @@ pub struct BeamSearch {
     beams: Vec<Hypothesis>,
     scores: Vec<f32>,
     finished: Vec<Vec<Hypothesis>>,
+    /// The current sentence's candidates, reused across sentences and steps.
+    candidates: Vec<(f32, usize)>,
 }
 
 /// What the decoder does next: continue row `rows[i]` with `tokens[i]`.
@@ -170,6 +172,7 @@ impl BeamSearch {
             // Only beam 0 starts alive, so the first step does not pick K copies of the same token.
             scores: (0..sentences * k).map(|r| if r % k == 0 { 0.0 } else { f32::NEG_INFINITY }).collect(),
             finished: vec![Vec::new(); sentences],
+            candidates: Vec::with_capacity(2 * k * k),
         }
     }
 
@@ -193,7 +196,7 @@ impl BeamSearch {
         mut candidates: impl FnMut(usize, &mut Vec<(f32, usize)>),
     ) -> Option<BeamStep> {
         let k = self.k;
-        let mut cands = Vec::with_capacity(k * 2 * k);
+        let mut cands = std::mem::take(&mut self.candidates);
         self.t += 1;
         let live = std::mem::take(&mut self.live);
         let mut rows = Vec::with_capacity(live.len() * k);
@@ -268,6 +271,7 @@ impl BeamSearch {
                 next_beams.push(hyp);
             }
         }
+        self.candidates = cands;
         if self.live.is_empty() {
             return None;
         }
