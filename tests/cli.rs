@@ -572,6 +572,36 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
         };
         assert_eq!(bleu(&b), bleu(&a), "{name}");
     }
+
+    // A changed recipe is refused rather than silently skipped, then retrained once its model is
+    // deleted; the models it starts from and their evaluations follow.
+    let text = read(config.clone());
+    let retrain = text.rfind("max_steps = 6").expect("the retraining budget");
+    std::fs::write(&config, format!("{}max_steps = 7{}", &text[..retrain], &text[retrain + 13..])).unwrap();
+    let refused = run(&a);
+    assert!(!refused.status.success());
+    let why = stderr(&refused);
+    assert!(
+        why.contains("models/seq-kd-pruned50 no longer matches") && why.contains("train.max_steps: 6 → 7"),
+        "{why}"
+    );
+    std::fs::remove_dir_all(a.join("models/seq-kd-pruned50")).unwrap();
+    let refused = run(&a);
+    let why = stderr(&refused);
+    assert!(!refused.status.success());
+    assert!(why.contains("seq-kd-pruned80") && why.contains("changed after it was trained"), "{why}");
+    std::fs::remove_dir_all(a.join("models/seq-kd-pruned80")).unwrap();
+    let retrained = run(&a);
+    let log = stderr(&retrained);
+    assert!(retrained.status.success(), "{log}");
+    assert!(log.contains("train seq-kd: done already, skipped"), "{log}");
+    assert!(log.contains("evaluate seq-kd: done already, skipped"), "{log}");
+    assert!(log.contains("[pipeline] evaluate seq-kd-pruned80\n"), "{log}");
+    assert_eq!(completed_steps(&a.join("models/seq-kd-pruned80")), 7);
+}
+
+fn completed_steps(model_dir: &Path) -> i64 {
+    seqkd_nmt::pipeline::completed_state(model_dir).expect("a finished stage").step
 }
 
 #[test]

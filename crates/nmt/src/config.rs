@@ -142,23 +142,20 @@ impl Config {
 
     /// Relative data paths in a config file are relative to the file's directory.
     pub fn resolve_paths(&mut self, base: &Path) {
-        for p in [
-            &mut self.data.train_src,
-            &mut self.data.train_tgt,
-            &mut self.data.valid_src,
-            &mut self.data.valid_tgt,
-        ] {
-            if p.is_relative() && !p.as_os_str().is_empty() {
+        for p in self.paths_mut() {
+            if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
-        let kd = self.word_kd.as_mut();
-        let kd_paths = kd.into_iter().flat_map(|kd| [&mut kd.teacher, &mut kd.topk]);
-        for v in [&mut self.data.vocab_path, &mut self.train.init].into_iter().chain(kd_paths).flatten() {
-            if v.is_relative() {
-                *v = base.join(&*v);
-            }
-        }
+    }
+
+    /// Every file or directory the config names (the unset ones left out).
+    pub fn paths_mut(&mut self) -> Vec<&mut PathBuf> {
+        let d = &mut self.data;
+        let data = [&mut d.train_src, &mut d.train_tgt, &mut d.valid_src, &mut d.valid_tgt];
+        let kd = self.word_kd.as_mut().into_iter().flat_map(|kd| [&mut kd.teacher, &mut kd.topk]);
+        let optional = [&mut d.vocab_path, &mut self.train.init].into_iter().chain(kd).flatten();
+        data.into_iter().filter(|p| !p.as_os_str().is_empty()).chain(optional).collect()
     }
 
     pub fn to_toml(&self) -> String {

@@ -586,7 +586,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         for &ratio in &pr.ratios {
             let name = pruned_name(pr.from, ratio);
             let one_shot = run.root.join("pruned").join(&name);
-            let done = one_shot.join(train::BEST_FILE).exists();
+            let done = pruned_as_asked(&one_shot, &source, ratio, pr.scheme)?;
             stage(&format!("prune {} to {:.0}% ({:?})", source.display(), 100.0 * ratio, pr.scheme), done);
             if !done {
                 let summary = prune_model_dir(&source, ratio, pr.scheme, &one_shot)?;
@@ -620,13 +620,15 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     set_threads(cfg.eval.threads);
     for name in &names {
         let path = run.eval(name);
-        stage(&format!("evaluate {name}"), path.exists());
-        let evaluation = if path.exists() {
+        let dir = if name == TEACHER { teacher_dir.clone() } else { run.model(name) };
+        // A model trained again after its evaluation is evaluated again.
+        let current = path.exists() && !newer(&dir.join(train::BEST_FILE), &path);
+        stage(&format!("evaluate {name}"), current);
+        let evaluation = if current {
             let text = std::fs::read_to_string(&path).map_err(io(&path))?;
             serde_json::from_str(&text).map_err(|e| TrainError::Other(format!("{}: {e}", path.display())))?
         } else {
             let device = crate::parse_device(&cfg.student.train.device).map_err(TrainError::Other)?;
-            let dir = if name == TEACHER { teacher_dir.clone() } else { run.model(name) };
             let model = LoadedModel::load(&dir, device, None)?;
             let decode = DecodeConfig {
                 beam_size: cfg.eval.beam_size,
@@ -690,18 +692,6 @@ fn train_stage(
     progress: bool,
 ) -> Result<TrainState, TrainError> {
     let dir = run.model(name);
-    let stamp = dir.join(COMPLETE_STAMP);
-    if let Ok(text) = std::fs::read_to_string(&stamp) {
-        eprintln!("[pipeline] train {name}: done already, skipped");
-        return serde_json::from_str(&text)
-            .map_err(|e| TrainError::Other(format!("{}: {e}", stamp.display())));
-    }
-    let what = match (&init, &word_kd) {
-        (Some(from), _) => format!("fine-tune {name} from {}", from.display()),
-        (None, Some(_)) => format!("train {name} (with Word-KD)"),
-        (None, None) => format!("train {name}"),
-    };
-    eprintln!("[pipeline] {what} on {}", tgt.display());
     let d = &cfg.data;
     let config = Config {
         data: DataConfig {
@@ -714,14 +704,27 @@ fn train_stage(
             filter: d.filter,
         },
         model: model.clone(),
-        train: TrainConfig { init, ..train_cfg.clone() },
+        train: TrainConfig { init: init.clone(), ..train_cfg.clone() },
         decode: if name.starts_with(TEACHER) {
             cfg.teacher.decode.clone()
         } else {
             cfg.student.decode.clone()
         },
-        word_kd,
+        word_kd: word_kd.clone(),
     };
+    check_reusable(&dir, &config)?;
+    let stamp = dir.join(COMPLETE_STAMP);
+    if let Ok(text) = std::fs::read_to_string(&stamp) {
+        eprintln!("[pipeline] train {name}: done already, skipped");
+        return serde_json::from_str(&text)
+            .map_err(|e| TrainError::Other(format!("{}: {e}", stamp.display())));
+    }
+    let what = match (&init, &word_kd) {
+        (Some(from), _) => format!("fine-tune {name} from {}", from.display()),
+        (None, Some(_)) => format!("train {name} (with Word-KD)"),
+        (None, None) => format!("train {name}"),
+    };
+    eprintln!("[pipeline] {what} on {}", tgt.display());
     let start = Instant::now();
     let opts = TrainOptions { model_dir: dir.clone(), resume: true, progress, stop_after: None };
     let state = train::train(&config, &opts)?;
@@ -743,6 +746,97 @@ pub fn completed_state(model_dir: &Path) -> Option<TrainState> {
     serde_json::from_str(&text).ok()
 }
 
+/// Refuses to skip or resume a model directory that no longer matches the config: a finished
+/// stage is otherwise skipped and a resumed one takes its settings from the directory, so an
+/// edited config (or a retrained starting model) would silently keep the old model.
+fn check_reusable(dir: &Path, config: &Config) -> Result<(), TrainError> {
+    let stored_path = dir.join(train::CONFIG_FILE);
+    if !stored_path.exists() {
+        return Ok(());
+    }
+    let mut reasons = recipe_changes(&Config::load(&stored_path)?, config);
+    // When the stage started (or finished): its starting weights must be older.
+    let stamp = dir.join(COMPLETE_STAMP);
+    let since = if stamp.exists() { stamp } else { stored_path };
+    if let Some(init) = config.train.init.as_ref().map(|init| init.join(train::BEST_FILE)) {
+        if newer(&init, &since) {
+            reasons.push(format!("it starts from {}, which changed after it was trained", init.display()));
+        }
+    }
+    if reasons.is_empty() {
+        return Ok(());
+    }
+    Err(TrainError::Other(format!(
+        "{} no longer matches the config ({}): delete that directory to train it again, or restore \
+         the old settings",
+        dir.display(),
+        reasons.join("; ")
+    )))
+}
+
+/// Whether `one_shot` holds `source` pruned at `ratio` with `scheme`, made after `source` was last
+/// trained (pruning is cheap and deterministic, so anything else is pruned again).
+fn pruned_as_asked(
+    one_shot: &Path,
+    source: &Path,
+    ratio: f64,
+    scheme: PruneScheme,
+) -> Result<bool, TrainError> {
+    let weights = one_shot.join(train::BEST_FILE);
+    if !weights.exists() || newer(&source.join(train::BEST_FILE), &weights) {
+        return Ok(false);
+    }
+    let meta = crate::train::checkpoint::load(&weights, tch::Device::Cpu)
+        .map_err(|e| TrainError::Other(format!("{}: {e}", weights.display())))?
+        .metadata;
+    Ok(meta.get("prune_scheme") == Some(&format!("{scheme:?}"))
+        && meta.get("prune_ratio") == Some(&ratio.to_string()))
+}
+
+/// Whether `a` was modified after `b` (false when either is missing).
+fn newer(a: &Path, b: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    matches!((modified(a), modified(b)), (Some(a), Some(b)) if a > b)
+}
+
+/// The settings that differ between two training configs, as `key: old → new`, leaving out those
+/// that do not change the trained model: threads, device, decoding, checkpoint bookkeeping, and
+/// two spellings of one path.
+fn recipe_changes(old: &Config, new: &Config) -> Vec<String> {
+    let recipe = |c: &Config| {
+        let mut c = c.clone();
+        c.decode = DecodeConfig::default();
+        let t = &mut c.train;
+        (t.threads, t.device, t.keep_checkpoints) = (0, String::new(), 0);
+        (t.checkpoint_every, t.valid_bleu_sentences) = (1, 0);
+        for p in c.paths_mut() {
+            if let Ok(absolute) = std::fs::canonicalize(&*p) {
+                *p = absolute;
+            }
+        }
+        serde_json::to_value(&c).expect("serializable")
+    };
+    let mut changes = Vec::new();
+    json_changes("", &recipe(old), &recipe(new), &mut changes);
+    changes
+}
+
+fn json_changes(key: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let sub = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
+                let (x, y) = (a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null));
+                json_changes(&sub, x, y, out);
+            }
+        }
+        _ if old != new => out.push(format!("{key}: {old} → {new}")),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -762,6 +856,24 @@ mod tests {
     }
 
     #[test]
+    fn recipe_changes_name_what_changes_the_model_and_nothing_else() {
+        let old = Config::default();
+        let mut new = old.clone();
+        new.train.threads = 7;
+        new.train.keep_checkpoints = 3;
+        new.decode.beam_size = 12;
+        assert_eq!(recipe_changes(&old, &new), Vec::<String>::new());
+        new.train.max_steps = 4000;
+        new.train.lr = 0.5;
+        new.data.train_tgt = "distill/seq-kd.tgt".into();
+        let changes = recipe_changes(&old, &new);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert_eq!(changes[0], format!("data.train_tgt: \"\" → \"distill/seq-kd.tgt\""));
+        assert_eq!(changes[1], format!("train.lr: {} → 0.5", old.train.lr));
+        assert_eq!(changes[2], format!("train.max_steps: {} → 4000", old.train.max_steps));
+    }
+
+    #[test]
     fn the_shipped_multi30k_configs_parse_and_plan_their_rows() {
         let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
         let cfg = PipelineConfig::load(&configs.join("multi30k-kd.toml")).unwrap();
@@ -771,5 +883,9 @@ mod tests {
         let lstm = PipelineConfig::load(&configs.join("multi30k-kd-lstm.toml")).unwrap();
         assert_eq!(lstm.planned_rows(), vec![Row::Baseline, Row::SeqKd]);
         assert!(matches!(lstm.student.model, ModelConfig::Lstm(_)));
+        let long = PipelineConfig::load(&configs.join("multi30k-kd-long.toml")).unwrap();
+        assert_eq!(long.planned_rows(), vec![Row::Baseline, Row::SeqKd]);
+        assert_eq!(long.student.train.max_steps, 2 * cfg.student.train.max_steps);
+        assert_eq!(long.student.model, cfg.student.model);
     }
 }
