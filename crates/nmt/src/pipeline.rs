@@ -879,7 +879,7 @@ mod tests {
         let cfg = PipelineConfig::load(&configs.join("multi30k-kd.toml")).unwrap();
         assert_eq!(cfg.planned_rows(), Row::ALL.to_vec());
         assert_eq!(cfg.distill.seq_inter_beam, 35);
-        assert_eq!(cfg.prune.as_ref().unwrap().ratios, [0.5, 0.8, 0.85, 0.9]);
+        assert_eq!(cfg.prune.as_ref().unwrap().ratios, [0.5, 0.65, 0.8, 0.85, 0.9]);
         let lstm = PipelineConfig::load(&configs.join("multi30k-kd-lstm.toml")).unwrap();
         assert_eq!(lstm.planned_rows(), vec![Row::Baseline, Row::SeqKd]);
         assert!(matches!(lstm.student.model, ModelConfig::Lstm(_)));

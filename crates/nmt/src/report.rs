@@ -92,7 +92,7 @@ pub fn claims(evals: &[Evaluation]) -> Vec<Claim> {
             claim(
                 "Seq-KD puts much more probability on its beam output than the baseline (p(t=ŷ) ≥ 2×)",
                 Some(ratio >= 2.0),
-                format!("{:.1}% vs {:.1}% ({ratio:.1}×)", 100.0 * s.mode_mass, 100.0 * b.mode_mass),
+                format!("{} vs {} ({ratio:.1}×)", percent(s.mode_mass), percent(b.mode_mass)),
             )
         }
         _ => claim(
@@ -102,6 +102,14 @@ pub fn claims(evals: &[Evaluation]) -> Vec<Claim> {
         ),
     }
     out
+}
+
+/// A probability as a percentage with at least two significant digits (mode masses of weak models
+/// are far below 0.1%).
+fn percent(p: f64) -> String {
+    let pct = 100.0 * p;
+    let magnitude = if pct > 0.0 { pct.log10().floor() as i64 } else { 0 };
+    format!("{pct:.*}%", (1 - magnitude).clamp(1, 8) as usize)
 }
 
 fn label(name: &str) -> String {
@@ -175,14 +183,14 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
         let state = completed_state(&out.join("models").join(&e.name));
         let _ = writeln!(
             md,
-            "| {} | {:.2} | {} | {:.2} | {} | {:.2} | {:.1}% | {} | {} |",
+            "| {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {} | {} |",
             label(&e.name),
             e.bleu_greedy,
             delta(e.bleu_greedy, baseline.map(|b| b.bleu_greedy)),
             e.bleu_beam,
             delta(e.bleu_beam, baseline.map(|b| b.bleu_beam)),
             e.ppl,
-            100.0 * e.mode_mass,
+            percent(e.mode_mass),
             state.as_ref().map(|s| s.step.to_string()).unwrap_or_default(),
             state.as_ref().map(|s| format!("{:.1}", s.train_seconds / 60.0)).unwrap_or_default(),
         );
@@ -347,6 +355,16 @@ fn bleu_speed(evals: &[Evaluation]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentages_keep_two_significant_digits() {
+        assert_eq!(percent(0.11533), "11.5%");
+        assert_eq!(percent(0.02793), "2.8%");
+        assert_eq!(percent(2.0688e-4), "0.021%");
+        assert_eq!(percent(2.649e-6), "0.00026%");
+        assert_eq!(percent(0.0), "0.0%");
+        assert_eq!(percent(1.0), "100.0%");
+    }
 
     fn eval(name: &str, greedy: f64, beam: f64, wps1: f64, wps5: f64, mass: f64) -> Evaluation {
         Evaluation {
