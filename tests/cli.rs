@@ -262,6 +262,23 @@ fn training_killed_with_sigkill_and_resumed_equals_an_uninterrupted_run() {
         checkpoint_weights(&b.join("model.safetensors")),
         checkpoint_weights(&a.join("model.safetensors"))
     );
+
+    // A finished run continues when the budget is raised, to the weights of one longer run.
+    let c = dir.path().join("c");
+    let train_c = |extra: &[&str]| {
+        let args = [&["train", "--config", p(&config), "--model-dir", p(&c), "--quiet"], extra].concat();
+        seqkd(&args)
+    };
+    assert!(train_c(&["--max-steps", "25"]).status.success());
+    let continued = train_c(&["--resume", "--max-steps", "40"]);
+    assert!(stdout(&continued).contains("trained 40 steps"), "{}", stderr(&continued));
+    assert_eq!(
+        checkpoint_weights(&c.join("last.safetensors")),
+        checkpoint_weights(&a.join("last.safetensors"))
+    );
+    let again = train_c(&["--resume", "--max-steps", "30"]);
+    assert!(stdout(&again).contains("trained 40 steps"), "{}", stderr(&again));
+    assert!(std::fs::read_to_string(c.join("config.toml")).unwrap().contains("max_steps = 40"));
 }
 
 #[test]
@@ -573,31 +590,40 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
         assert_eq!(bleu(&b), bleu(&a), "{name}");
     }
 
-    // A changed recipe is refused rather than silently skipped, then retrained once its model is
-    // deleted; the models it starts from and their evaluations follow.
-    let text = read(config.clone());
-    let retrain = text.rfind("max_steps = 6").expect("the retraining budget");
-    std::fs::write(&config, format!("{}max_steps = 7{}", &text[..retrain], &text[retrain + 13..])).unwrap();
-    let refused = run(&a);
-    assert!(!refused.status.success());
-    let why = stderr(&refused);
-    assert!(
-        why.contains("models/seq-kd-pruned50 no longer matches") && why.contains("train.max_steps: 6 → 7"),
-        "{why}"
-    );
-    std::fs::remove_dir_all(a.join("models/seq-kd-pruned50")).unwrap();
+    // A raised budget continues the stage; the models that start from it are then refused until
+    // deleted, since they started from older weights.
+    let edit = |from: &str, to: &str| {
+        let text = read(config.clone());
+        let at = text.rfind(from).unwrap_or_else(|| panic!("{from} in the config"));
+        std::fs::write(&config, format!("{}{to}{}", &text[..at], &text[at + from.len()..])).unwrap();
+    };
+    edit("max_steps = 6", "max_steps = 7");
     let refused = run(&a);
     let why = stderr(&refused);
     assert!(!refused.status.success());
-    assert!(why.contains("seq-kd-pruned80") && why.contains("changed after it was trained"), "{why}");
+    assert_eq!(completed_steps(&a.join("models/seq-kd-pruned50")), 7);
+    assert!(why.contains("models/seq-kd-pruned80 no longer matches"), "{why}");
+    assert!(why.contains("changed after it was trained"), "{why}");
     std::fs::remove_dir_all(a.join("models/seq-kd-pruned80")).unwrap();
-    let retrained = run(&a);
-    let log = stderr(&retrained);
-    assert!(retrained.status.success(), "{log}");
+    let continued = run(&a);
+    let log = stderr(&continued);
+    assert!(continued.status.success(), "{log}");
     assert!(log.contains("train seq-kd: done already, skipped"), "{log}");
     assert!(log.contains("evaluate seq-kd: done already, skipped"), "{log}");
     assert!(log.contains("[pipeline] evaluate seq-kd-pruned80\n"), "{log}");
     assert_eq!(completed_steps(&a.join("models/seq-kd-pruned80")), 7);
+
+    // A changed recipe, or a budget below what was trained, is refused with what changed.
+    edit("lr = 3e-3", "lr = 2e-3");
+    let why = stderr(&run(&a));
+    assert!(
+        why.contains("models/seq-kd-pruned50 no longer matches") && why.contains("train.lr: 0.003 → 0.002"),
+        "{why}"
+    );
+    edit("lr = 2e-3", "lr = 3e-3");
+    edit("max_steps = 7", "max_steps = 5");
+    let why = stderr(&run(&a));
+    assert!(why.contains("it trained 7 updates") && why.contains("beyond the budget"), "{why}");
 }
 
 fn completed_steps(model_dir: &Path) -> i64 {

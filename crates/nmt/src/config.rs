@@ -93,6 +93,28 @@ pub struct TrainConfig {
     pub init: Option<PathBuf>,
 }
 
+impl TrainConfig {
+    /// Takes `other`'s budget (updates, epochs, minutes): what a resumed run may change.
+    pub fn set_budget(&mut self, other: &TrainConfig) {
+        (self.max_steps, self.max_epochs, self.max_minutes) =
+            (other.max_steps, other.max_epochs, other.max_minutes);
+    }
+
+    pub fn same_budget(&self, other: &TrainConfig) -> bool {
+        (self.max_steps, self.max_epochs, self.max_minutes)
+            == (other.max_steps, other.max_epochs, other.max_minutes)
+    }
+
+    /// Whether a run that has done `step` updates, `epoch` epochs and `seconds` of training, with
+    /// `bad_validations` since its best, would train further under this config.
+    pub fn budget_allows_more(&self, step: i64, epoch: u64, seconds: f64, bad_validations: i64) -> bool {
+        (self.max_steps <= 0 || step < self.max_steps)
+            && (self.max_epochs <= 0 || (epoch as i64) < self.max_epochs)
+            && (self.max_minutes <= 0.0 || seconds < 60.0 * self.max_minutes)
+            && (self.patience <= 0 || bad_validations < self.patience)
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {

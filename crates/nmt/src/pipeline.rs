@@ -712,12 +712,13 @@ fn train_stage(
         },
         word_kd: word_kd.clone(),
     };
-    check_reusable(&dir, &config)?;
-    let stamp = dir.join(COMPLETE_STAMP);
-    if let Ok(text) = std::fs::read_to_string(&stamp) {
+    if let Some(state) = check_reusable(&dir, &config)? {
         eprintln!("[pipeline] train {name}: done already, skipped");
-        return serde_json::from_str(&text)
-            .map_err(|e| TrainError::Other(format!("{}: {e}", stamp.display())));
+        return Ok(state);
+    }
+    let stamp = dir.join(COMPLETE_STAMP);
+    if stamp.exists() {
+        eprintln!("[pipeline] {name}: the config raised its budget; continuing from its last checkpoint");
     }
     let what = match (&init, &word_kd) {
         (Some(from), _) => format!("fine-tune {name} from {}", from.display()),
@@ -746,32 +747,52 @@ pub fn completed_state(model_dir: &Path) -> Option<TrainState> {
     serde_json::from_str(&text).ok()
 }
 
-/// Refuses to skip or resume a model directory that no longer matches the config: a finished
-/// stage is otherwise skipped and a resumed one takes its settings from the directory, so an
-/// edited config (or a retrained starting model) would silently keep the old model.
-fn check_reusable(dir: &Path, config: &Config) -> Result<(), TrainError> {
+/// Whether the stage training `config` into `dir` is done (its state), still to run (None: a new
+/// directory, an interrupted run, or a finished one whose budget the config raised, which
+/// continues from its last checkpoint), or refused: a finished stage is otherwise skipped and a
+/// resumed one keeps the recipe it started with, so an edited config (or a retrained starting
+/// model) would silently keep the old model.
+fn check_reusable(dir: &Path, config: &Config) -> Result<Option<TrainState>, TrainError> {
     let stored_path = dir.join(train::CONFIG_FILE);
     if !stored_path.exists() {
-        return Ok(());
+        return Ok(None);
     }
-    let mut reasons = recipe_changes(&Config::load(&stored_path)?, config);
-    // When the stage started (or finished): its starting weights must be older.
+    let stored = Config::load(&stored_path)?;
+    let mut reasons = recipe_changes(&stored, config);
     let stamp = dir.join(COMPLETE_STAMP);
+    let done = match std::fs::read_to_string(&stamp) {
+        Ok(text) => Some(
+            serde_json::from_str::<TrainState>(&text)
+                .map_err(|e| TrainError::Other(format!("{}: {e}", stamp.display())))?,
+        ),
+        Err(_) => None,
+    };
+    if let Some(s) = done.as_ref().filter(|_| !stored.train.same_budget(&config.train)) {
+        if !config.train.budget_allows_more(s.step, s.epoch, s.train_seconds, s.bad_validations) {
+            reasons.push(format!(
+                "it trained {} updates ({} epochs, {:.1} minutes), beyond the budget the config now gives",
+                s.step,
+                s.epoch,
+                s.train_seconds / 60.0
+            ));
+        }
+    }
+    // When the stage started (or finished): its starting weights must be older.
     let since = if stamp.exists() { stamp } else { stored_path };
     if let Some(init) = config.train.init.as_ref().map(|init| init.join(train::BEST_FILE)) {
         if newer(&init, &since) {
             reasons.push(format!("it starts from {}, which changed after it was trained", init.display()));
         }
     }
-    if reasons.is_empty() {
-        return Ok(());
+    if !reasons.is_empty() {
+        return Err(TrainError::Other(format!(
+            "{} no longer matches the config ({}): delete that directory to train it again, or \
+             restore the old settings",
+            dir.display(),
+            reasons.join("; ")
+        )));
     }
-    Err(TrainError::Other(format!(
-        "{} no longer matches the config ({}): delete that directory to train it again, or restore \
-         the old settings",
-        dir.display(),
-        reasons.join("; ")
-    )))
+    Ok(done.filter(|_| stored.train.same_budget(&config.train)))
 }
 
 /// Whether `one_shot` holds `source` pruned at `ratio` with `scheme`, made after `source` was last
@@ -799,14 +820,20 @@ fn newer(a: &Path, b: &Path) -> bool {
     matches!((modified(a), modified(b)), (Some(a), Some(b)) if a > b)
 }
 
-/// The settings that differ between two training configs, as `key: old → new`, leaving out those
-/// that do not change the trained model: threads, device, decoding, checkpoint bookkeeping, and
-/// two spellings of one path.
+/// The settings that differ between two training configs, as `key: old → new`, leaving out the
+/// budget (a raised one continues the run) and what does not change the trained model: threads,
+/// device, decoding, checkpoint bookkeeping, two spellings of one path.
 fn recipe_changes(old: &Config, new: &Config) -> Vec<String> {
     let recipe = |c: &Config| {
         let mut c = c.clone();
         c.decode = DecodeConfig::default();
         let t = &mut c.train;
+        t.set_budget(&TrainConfig {
+            max_steps: 0,
+            max_epochs: 0,
+            max_minutes: 0.0,
+            ..TrainConfig::default()
+        });
         (t.threads, t.device, t.keep_checkpoints) = (0, String::new(), 0);
         (t.checkpoint_every, t.valid_bleu_sentences) = (1, 0);
         for p in c.paths_mut() {
@@ -863,14 +890,14 @@ mod tests {
         new.train.keep_checkpoints = 3;
         new.decode.beam_size = 12;
         assert_eq!(recipe_changes(&old, &new), Vec::<String>::new());
-        new.train.max_steps = 4000;
+        new.train.max_steps = 4000; // a budget: a raised one continues the run
+        assert_eq!(recipe_changes(&old, &new), Vec::<String>::new());
         new.train.lr = 0.5;
         new.data.train_tgt = "distill/seq-kd.tgt".into();
         let changes = recipe_changes(&old, &new);
-        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert_eq!(changes.len(), 2, "{changes:?}");
         assert_eq!(changes[0], format!("data.train_tgt: \"\" → \"distill/seq-kd.tgt\""));
         assert_eq!(changes[1], format!("train.lr: {} → 0.5", old.train.lr));
-        assert_eq!(changes[2], format!("train.max_steps: {} → 4000", old.train.max_steps));
     }
 
     #[test]

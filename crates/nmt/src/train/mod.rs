@@ -171,8 +171,16 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
             dir.display()
         )));
     }
-    // The architecture of a resumed run comes from the model directory, not from the new config.
-    let cfg = if resuming { Config::load(&dir.join(CONFIG_FILE))? } else { cfg.clone() };
+    // A resumed run keeps the recipe it started with (from the model directory); only the budget
+    // comes from the new config, so raising max_steps, max_epochs or max_minutes continues a
+    // finished run.
+    let cfg = if resuming {
+        let mut stored = Config::load(&dir.join(CONFIG_FILE))?;
+        stored.train.set_budget(&cfg.train);
+        stored
+    } else {
+        cfg.clone()
+    };
 
     // 1) Data and vocabulary.
     let limits = LineLimits::default();
@@ -190,7 +198,6 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
         vocab.save(&vocab_path)?;
         vocab
     };
-    seqkd_text::atomic_write(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes()).map_err(io_err(dir))?;
     let encode = |c: &seqkd_text::corpus::ParallelCorpus| -> Result<(Ids, Ids), TrainError> {
         Ok((vocab.encode_batch(&c.src)?, vocab.encode_batch(&c.tgt)?))
     };
@@ -235,8 +242,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> Result<TrainState, TrainError
         masks = Masks::from_tensors(&loaded.tensors, "mask.");
     }
     if state.finished {
-        return Ok(state);
+        if !t.budget_allows_more(state.step, state.epoch, state.train_seconds, state.bad_validations) {
+            return Ok(state);
+        }
+        state.finished = false;
     }
+    // Written once the run is known to train (a finished run keeps the budget it was trained with).
+    seqkd_text::atomic_write(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes()).map_err(io_err(dir))?;
     if let (false, Some(init)) = (resuming, &t.init) {
         let path = init.join(BEST_FILE);
         let (tensors, init_masks) = load_dense(&path, device)?;
