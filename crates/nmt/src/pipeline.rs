@@ -822,9 +822,10 @@ fn newer(a: &Path, b: &Path) -> bool {
 
 /// The settings that differ between two training configs, as `key: old → new`, leaving out the
 /// budget (a raised one continues the run) and what does not change the trained model: threads,
-/// device, decoding, checkpoint bookkeeping, two spellings of one path.
+/// device, decoding, checkpoint bookkeeping, and where an input lives (two paths to the same file,
+/// or to equal files or model directories, as in a run directory copied elsewhere).
 fn recipe_changes(old: &Config, new: &Config) -> Vec<String> {
-    let recipe = |c: &Config| {
+    let normalize = |c: &Config| {
         let mut c = c.clone();
         c.decode = DecodeConfig::default();
         let t = &mut c.train;
@@ -836,16 +837,56 @@ fn recipe_changes(old: &Config, new: &Config) -> Vec<String> {
         });
         (t.threads, t.device, t.keep_checkpoints) = (0, String::new(), 0);
         (t.checkpoint_every, t.valid_bleu_sentences) = (1, 0);
-        for p in c.paths_mut() {
-            if let Ok(absolute) = std::fs::canonicalize(&*p) {
-                *p = absolute;
-            }
-        }
-        serde_json::to_value(&c).expect("serializable")
+        c
     };
+    let (mut old, new) = (normalize(old), normalize(new));
+    let mut new_paths = new.clone();
+    for (a, b) in old.paths_mut().into_iter().zip(new_paths.paths_mut()) {
+        if same_input(a, b) {
+            a.clone_from(b);
+        }
+    }
     let mut changes = Vec::new();
-    json_changes("", &recipe(old), &recipe(new), &mut changes);
+    let json = |c: &Config| serde_json::to_value(c).expect("serializable");
+    json_changes("", &json(&old), &json(&new), &mut changes);
     changes
+}
+
+/// Whether two paths name the same input: the same file, files with equal bytes, or model
+/// directories with equal weights.
+fn same_input(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) if x == y => return true,
+        (Ok(_), Ok(_)) => {}
+        _ => return false,
+    }
+    let (a, b) = if a.is_dir() && b.is_dir() {
+        (a.join(train::BEST_FILE), b.join(train::BEST_FILE))
+    } else {
+        (a.to_path_buf(), b.to_path_buf())
+    };
+    let len = |p: &Path| std::fs::metadata(p).ok().filter(|m| m.is_file()).map(|m| m.len());
+    len(&a).is_some() && len(&a) == len(&b) && same_bytes(&a, &b).unwrap_or(false)
+}
+
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let (mut a, mut b) = (std::io::BufReader::new(std::fs::File::open(a)?), std::fs::File::open(b)?);
+    let mut b = std::io::BufReader::new(&mut b);
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            return Ok(b.read(&mut y)? == 0);
+        }
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 fn json_changes(key: &str, old: &serde_json::Value, new: &serde_json::Value, out: &mut Vec<String>) {
@@ -901,6 +942,27 @@ mod tests {
     }
 
     #[test]
+    fn an_input_moved_or_copied_elsewhere_is_the_same_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, c) = (dir.path().join("a.txt"), dir.path().join("b.txt"), dir.path().join("c.txt"));
+        std::fs::write(&a, "ein Hund\n").unwrap();
+        std::fs::write(&b, "ein Hund\n").unwrap();
+        std::fs::write(&c, "ein Pferd\n").unwrap();
+        let with_target = |p: &Path| {
+            let mut cfg = Config::default();
+            cfg.data.train_tgt = p.to_path_buf();
+            cfg
+        };
+        let dotted = dir.path().join(".").join("a.txt");
+        assert!(recipe_changes(&with_target(&a), &with_target(&dotted)).is_empty());
+        assert!(recipe_changes(&with_target(&a), &with_target(&b)).is_empty());
+        let changed = recipe_changes(&with_target(&a), &with_target(&c));
+        assert!(changed.len() == 1 && changed[0].starts_with("data.train_tgt:"), "{changed:?}");
+        let missing = recipe_changes(&with_target(&a), &with_target(&dir.path().join("gone.txt")));
+        assert_eq!(missing.len(), 1, "{missing:?}");
+    }
+
+    #[test]
     fn the_shipped_multi30k_configs_parse_and_plan_their_rows() {
         let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
         let cfg = PipelineConfig::load(&configs.join("multi30k-kd.toml")).unwrap();
@@ -914,5 +976,10 @@ mod tests {
         assert_eq!(long.planned_rows(), vec![Row::Baseline, Row::SeqKd]);
         assert_eq!(long.student.train.max_steps, 2 * cfg.student.train.max_steps);
         assert_eq!(long.student.model, cfg.student.model);
+        let strong = PipelineConfig::load(&configs.join("multi30k-kd-strong.toml")).unwrap();
+        assert_eq!(strong.planned_rows(), vec![Row::Baseline, Row::SeqKd]);
+        assert_eq!(strong.teacher.model, cfg.teacher.model);
+        assert_eq!(strong.teacher.train.max_steps, 6000);
+        assert_eq!(strong.student.train.max_steps, long.student.train.max_steps);
     }
 }
