@@ -282,6 +282,50 @@ fn training_killed_with_sigkill_and_resumed_equals_an_uninterrupted_run() {
 }
 
 #[test]
+fn select_by_bleu_keeps_the_validation_with_the_best_bleu() {
+    // A tiny model validated on its own 60 training pairs: BLEU moves early, and not always with
+    // perplexity.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(tiny_training_setup(dir.path(), 200)).unwrap();
+    let small = dir.path().join("small");
+    let gen = seqkd(&["gen-corpus", "--out", p(&small), "--train", "60", "--valid", "30", "--test", "30"]);
+    assert!(gen.status.success(), "{}", stderr(&gen));
+    let text = text
+        .replace("data/train.", "small/train.")
+        .replace("data/valid.", "small/train.")
+        .replace("size = 400, min_frequency = 2", "size = 300, min_frequency = 1")
+        .replace("valid_every = 20", "valid_every = 20\nmax_epochs = 0\nselect_by = \"bleu\"")
+        .replace("valid_bleu_sentences = 10", "valid_bleu_sentences = 30");
+    let config = dir.path().join("t.toml");
+    std::fs::write(&config, text).unwrap();
+    let m = dir.path().join("m");
+    let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&m), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let metrics = std::fs::read_to_string(m.join("metrics.jsonl")).unwrap();
+    let valid: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "valid")
+        .collect();
+    assert_eq!(valid.len(), 10);
+    let (mut best_bleu, mut best_ppl, mut kept_step, mut disagreements) =
+        (f64::NEG_INFINITY, f64::INFINITY, 0, 0);
+    for e in &valid {
+        let (bleu, ppl) = (e["bleu_greedy"].as_f64().unwrap(), e["ppl"].as_f64().unwrap());
+        assert_eq!(e["best"].as_bool().unwrap(), bleu > best_bleu, "{e}");
+        disagreements += usize::from((bleu > best_bleu) != (ppl < best_ppl));
+        best_ppl = best_ppl.min(ppl);
+        if bleu > best_bleu {
+            (best_bleu, kept_step) = (bleu, e["step"].as_i64().unwrap());
+        }
+    }
+    assert!(disagreements > 0, "perplexity would have kept the same models: {metrics}");
+    let bytes = std::fs::read(m.join("model.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(meta.metadata().as_ref().unwrap()["step"], kept_step.to_string());
+}
+
+#[test]
 fn translate_gives_one_line_per_input_and_nbest_with_scores() {
     let dir = tempfile::tempdir().unwrap();
     let config = tiny_training_setup(dir.path(), 20);

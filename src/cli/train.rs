@@ -47,10 +47,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let state = train(&cfg, &opts).with_context(|| format!("training into {}", args.model_dir.display()))?;
     println!(
-        "trained {} steps ({} epochs); best validation perplexity {:.3}; model in {}",
+        "trained {} steps ({} epochs); kept model: validation perplexity {:.3}, greedy BLEU {:.2}; model in {}",
         state.step,
         state.epoch,
         state.best_valid_ppl.unwrap_or(f64::NAN),
+        state.best_valid_bleu.unwrap_or(f64::NAN),
         args.model_dir.display()
     );
     Ok(ExitCode::SUCCESS)

@@ -51,6 +51,19 @@ pub enum OptimizerKind {
     Sgd,
 }
 
+/// Which validation score selects the kept model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectBy {
+    /// Perplexity of the validation references, teacher-forced (lower is better).
+    #[default]
+    Perplexity,
+    /// Greedy BLEU on the first `valid_bleu_sentences` validation sentences. The score for a
+    /// Seq-KD student: it learns the teacher's mode, so its perplexity on the gold references
+    /// rises while its translations still improve (Kim & Rush 2016, Table 1's PPL column).
+    Bleu,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
@@ -76,7 +89,10 @@ pub struct TrainConfig {
     pub valid_every: i64,
     /// Score at most this many validation sentences with greedy BLEU (0 = all).
     pub valid_bleu_sentences: usize,
-    /// Stop when validation perplexity has not improved for this many validations (0 = never).
+    /// The validation score that picks the kept model (`model.safetensors`) and that patience and
+    /// SGD's learning-rate halving watch.
+    pub select_by: SelectBy,
+    /// Stop when the `select_by` score has not improved for this many validations (0 = never).
     pub patience: i64,
     /// Save the resumable checkpoint every this many updates (besides each validation).
     pub checkpoint_every: i64,
@@ -131,6 +147,7 @@ impl Default for TrainConfig {
             max_minutes: 0.0,
             valid_every: 500,
             valid_bleu_sentences: 500,
+            select_by: SelectBy::Perplexity,
             patience: 0,
             checkpoint_every: 200,
             keep_checkpoints: 5,

@@ -730,9 +730,10 @@ fn train_stage(
     let opts = TrainOptions { model_dir: dir.clone(), resume: true, progress, stop_after: None };
     let state = train::train(&config, &opts)?;
     eprintln!(
-        "[pipeline] {name}: {} updates, best validation perplexity {:.2} ({:.1} min in this run)",
+        "[pipeline] {name}: {} updates; kept model: validation perplexity {:.2}, greedy BLEU {:.2} ({:.1} min in this run)",
         state.step,
         state.best_valid_ppl.unwrap_or(f64::NAN),
+        state.best_valid_bleu.unwrap_or(f64::NAN),
         start.elapsed().as_secs_f64() / 60.0
     );
     let json = serde_json::to_string(&state).expect("serializable");
@@ -981,5 +982,6 @@ mod tests {
         assert_eq!(strong.teacher.model, cfg.teacher.model);
         assert_eq!(strong.teacher.train.max_steps, 6000);
         assert_eq!(strong.student.train.max_steps, long.student.train.max_steps);
+        assert_eq!(strong.student.train.select_by, crate::config::SelectBy::Bleu);
     }
 }

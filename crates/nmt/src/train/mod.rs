@@ -3,7 +3,7 @@
 //! A model directory is self-contained:
 //! - `config.toml`   the resolved configuration (resume and decoding take the architecture from it)
 //! - `vocab.json`    the joint subword vocabulary
-//! - `model.safetensors`  weights of the best validation perplexity (what `translate` loads)
+//! - `model.safetensors`  weights of the best validation (perplexity, or greedy BLEU with `select_by = "bleu"`): what `translate` loads
 //! - `last.safetensors`   weights + optimiser state + training state: what `--resume` continues from
 //! - `metrics.jsonl` one JSON object per log/validation event; `loss.svg` the curves
 //!
@@ -29,7 +29,7 @@ use seqkd_text::metrics::{corpus_bleu, BleuConfig};
 use seqkd_text::vocab::Vocab;
 
 use crate::batch::Batch;
-use crate::config::{Config, OptimizerKind};
+use crate::config::{Config, OptimizerKind, SelectBy};
 use crate::decode::Translator;
 use crate::distill::word_kd::WordKd;
 use crate::loss::label_smoothed_nll;
@@ -75,8 +75,11 @@ pub struct TrainState {
     pub epoch: u64,
     /// Batches of `epoch` already done.
     pub batch_in_epoch: usize,
-    /// Best validation perplexity so far.
+    /// Validation perplexity of the kept model (the best so far when selecting by perplexity).
     pub best_valid_ppl: Option<f64>,
+    /// Validation greedy BLEU of the kept model.
+    #[serde(default)]
+    pub best_valid_bleu: Option<f64>,
     /// Validations since the best one.
     pub bad_validations: i64,
     /// SGD's current learning rate (halved on plateaus).
@@ -419,9 +422,13 @@ impl Validation<'_> {
         let bleu =
             corpus_bleu(&hyps, &tgt_text[..n_bleu], &BleuConfig::default()).map(|b| b.score).unwrap_or(0.0);
         keep_step_checkpoint(vs, dir, state.step, cfg.train.keep_checkpoints)?;
-        let improved = state.best_valid_ppl.is_none_or(|best| ppl < best);
+        let improved = match cfg.train.select_by {
+            SelectBy::Perplexity => state.best_valid_ppl.is_none_or(|best| ppl < best),
+            SelectBy::Bleu => state.best_valid_bleu.is_none_or(|best| bleu > best),
+        };
         if improved {
             state.best_valid_ppl = Some(ppl);
+            state.best_valid_bleu = Some(bleu);
             state.bad_validations = 0;
             let meta = HashMap::from([("step".to_string(), state.step.to_string())]);
             checkpoint::save(&dir.join(BEST_FILE), &weights_to_save(vs, masks), meta)?;
