@@ -841,8 +841,8 @@ fn recipe_changes(old: &Config, new: &Config) -> Vec<String> {
         c
     };
     let (mut old, new) = (normalize(old), normalize(new));
-    let mut new_paths = new.clone();
-    for (a, b) in old.paths_mut().into_iter().zip(new_paths.paths_mut()) {
+    let mut new_inputs = new.clone();
+    for (a, b) in old.paths_mut().into_iter().zip(new_inputs.paths_mut()) {
         if same_input(a, b) {
             a.clone_from(b);
         }
@@ -875,8 +875,8 @@ fn same_input(a: &Path, b: &Path) -> bool {
 
 fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
     use std::io::Read;
-    let (mut a, mut b) = (std::io::BufReader::new(std::fs::File::open(a)?), std::fs::File::open(b)?);
-    let mut b = std::io::BufReader::new(&mut b);
+    let open = |p: &Path| std::fs::File::open(p).map(std::io::BufReader::new);
+    let (mut a, mut b) = (open(a)?, open(b)?);
     let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
     loop {
         let n = a.read(&mut x)?;
