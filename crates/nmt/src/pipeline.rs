@@ -808,9 +808,7 @@ fn pruned_as_asked(
     if !weights.exists() || newer(&source.join(train::BEST_FILE), &weights) {
         return Ok(false);
     }
-    let meta = crate::train::checkpoint::load(&weights, tch::Device::Cpu)
-        .map_err(|e| TrainError::Other(format!("{}: {e}", weights.display())))?
-        .metadata;
+    let meta = crate::train::checkpoint::metadata(&weights)?;
     Ok(meta.get("prune_scheme") == Some(&format!("{scheme:?}"))
         && meta.get("prune_ratio") == Some(&ratio.to_string()))
 }

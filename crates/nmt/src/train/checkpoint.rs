@@ -60,6 +60,14 @@ pub struct Loaded {
     pub metadata: HashMap<String, String>,
 }
 
+/// Only the string metadata of a checkpoint (no tensors are built).
+pub fn metadata(path: &Path) -> Result<HashMap<String, String>, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| CheckpointError::Invalid { path: path.into(), reason: e.to_string() })?;
+    Ok(meta.metadata().clone().unwrap_or_default())
+}
+
 pub fn load(path: &Path, device: Device) -> Result<Loaded, CheckpointError> {
     let invalid = |reason: String| CheckpointError::Invalid { path: path.into(), reason };
     let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
