@@ -978,7 +978,8 @@ mod tests {
         let strong = PipelineConfig::load(&configs.join("multi30k-kd-strong.toml")).unwrap();
         assert_eq!(strong.planned_rows(), vec![Row::Baseline, Row::SeqKd]);
         assert_eq!(strong.teacher.model, cfg.teacher.model);
-        assert_eq!(strong.teacher.train.max_steps, 6000);
+        // It continues the 60-minute teacher of multi30k-kd.toml, which stopped at 2,086 updates.
+        assert!(strong.teacher.train.max_steps > 2086);
         assert_eq!(strong.student.train.max_steps, long.student.train.max_steps);
         assert_eq!(strong.student.train.select_by, crate::config::SelectBy::Bleu);
     }
