@@ -60,10 +60,19 @@ pub struct Loaded {
     pub metadata: HashMap<String, String>,
 }
 
-/// Only the string metadata of a checkpoint (no tensors are built).
+/// Only the string metadata of a checkpoint. The file is mapped, not read: parsing the header
+/// touches its first pages, not the weights.
 pub fn metadata(path: &Path) -> Result<HashMap<String, String>, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes)
+    let io = |source| CheckpointError::Io { path: path.into(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: checkpoints are replaced by rename, never modified in place.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
+    string_metadata(&map, path)
+}
+
+/// The `__metadata__` strings of a safetensors buffer (the training state lives there).
+fn string_metadata(bytes: &[u8], path: &Path) -> Result<HashMap<String, String>, CheckpointError> {
+    let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| CheckpointError::Invalid { path: path.into(), reason: e.to_string() })?;
     Ok(meta.metadata().clone().unwrap_or_default())
 }
@@ -71,7 +80,7 @@ pub fn metadata(path: &Path) -> Result<HashMap<String, String>, CheckpointError>
 pub fn load(path: &Path, device: Device) -> Result<Loaded, CheckpointError> {
     let invalid = |reason: String| CheckpointError::Invalid { path: path.into(), reason };
     let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io { path: path.into(), source })?;
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let metadata = string_metadata(&bytes, path)?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| invalid(e.to_string()))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
@@ -85,7 +94,7 @@ pub fn load(path: &Path, device: Device) -> Result<Loaded, CheckpointError> {
         let t = Tensor::f_from_data_size(view.data(), &shape, kind).map_err(|e| invalid(e.to_string()))?;
         tensors.insert(name, t.to_device(device));
     }
-    Ok(Loaded { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
+    Ok(Loaded { tensors, metadata })
 }
 
 /// Copies `loaded` tensors named `prefix + var name` into the variables of `vs` (no grad).
@@ -170,11 +179,14 @@ mod tests {
         save(&b, &[("w".into(), Tensor::from_slice(&[3.0f32, 6.0]))], meta).unwrap();
         let loaded = load(&a, Device::Cpu).unwrap();
         assert_eq!(loaded.metadata["k"], "v");
+        assert_eq!(metadata(&a).unwrap(), loaded.metadata);
         average(&[a, b.clone()], &avg).unwrap();
         let w: Vec<f32> = Vec::try_from(&load(&avg, Device::Cpu).unwrap().tensors["w"]).unwrap();
         assert_eq!(w, [2.0, 4.0]);
         std::fs::write(&b, b"garbage").unwrap();
         let err = load(&b, Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains("b.safetensors") && err.contains("not a valid checkpoint"), "{err}");
+        let err = metadata(&b).err().unwrap().to_string();
         assert!(err.contains("b.safetensors") && err.contains("not a valid checkpoint"), "{err}");
     }
 }
