@@ -589,6 +589,28 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
     assert!(stdout(&done).contains("| Seq-KD + Seq-Inter + Word-KD |"), "{}", stdout(&done));
     assert!(stdout(&done).contains("## Table 3: pruning Seq-KD"), "{}", stdout(&done));
     assert!(stdout(&done).contains("| 80% |"), "{}", stdout(&done));
+    // Every model's decoding speed was timed (together, in eval/speed.json); a rerun of the
+    // finished run redoes nothing and prints the same report.
+    let timed: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(a.join("eval/speed.json")).unwrap()).unwrap();
+    let names: Vec<&str> = timed.iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 1 + 8 + 2, "the teacher, Table 1's 8 rows, 2 pruned: {names:?}");
+    assert!(
+        names[0] == "teacher" && names.contains(&"seq-kd+seq-inter") && names.contains(&"seq-kd-pruned80")
+    );
+    for model in &timed {
+        let name = model["name"].as_str().unwrap();
+        let eval: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(a.join(format!("eval/{name}.json"))).unwrap()).unwrap();
+        for speed in ["words_per_s_greedy", "words_per_s_beam"] {
+            assert!(model[speed].as_f64().unwrap() > 0.0, "{model}");
+            assert_eq!(eval[speed], model[speed], "{name}");
+        }
+    }
+    let again = run(&a);
+    assert!(stderr(&again)
+        .contains("time decoding (every model in turn, fastest of 3 rounds): done already, skipped"));
+    assert_eq!(stdout(&again), stdout(&done));
 
     // Killed during the Seq-KD teacher pass, then while a student trains; then run to the end.
     let args = ["pipeline", "--config", p(&config), "--out", p(&b), "--quiet"];
@@ -655,6 +677,7 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
     assert!(log.contains("train seq-kd: done already, skipped"), "{log}");
     assert!(log.contains("evaluate seq-kd: done already, skipped"), "{log}");
     assert!(log.contains("[pipeline] evaluate seq-kd-pruned80\n"), "{log}");
+    assert!(log.contains("[pipeline] time decoding (every model in turn, fastest of 3 rounds)\n"), "{log}");
     assert_eq!(completed_steps(&a.join("models/seq-kd-pruned80")), 7);
 
     // A changed recipe, or a budget below what was trained, is refused with what changed.

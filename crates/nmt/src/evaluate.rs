@@ -27,6 +27,7 @@ pub struct Evaluation {
     pub ppl: f64,
     /// Mean over test sentences of p(t = ŷ | s) for the model's own beam output ŷ.
     pub mode_mass: f64,
+    /// Source words/s with K = 1 and K = `beam_size`, from [`time_decoding`].
     pub words_per_s_greedy: f64,
     pub words_per_s_beam: f64,
     /// libtorch threads the speeds were measured with.
@@ -39,11 +40,9 @@ pub struct Evaluation {
     pub beam_output: Vec<String>,
 }
 
-/// Each decoding speed is the fastest of this many passes: one timed pass of a model varied by
-/// ±20% on a shared 2-core machine, which is more than the differences Table 2 is about.
-const TIMED_PASSES: usize = 3;
-
-/// Evaluates `model` on (`srcs`, `refs`) with greedy and `decode.beam_size`-beam search.
+/// Evaluates `model` on (`srcs`, `refs`) with greedy and `decode.beam_size`-beam search. The
+/// decoding speeds are left at 0: [`time_decoding`] measures them for every model of a report
+/// together, so that their ratios are not skewed by when each model happened to be evaluated.
 pub fn evaluate(
     name: &str,
     model: &LoadedModel,
@@ -51,28 +50,15 @@ pub fn evaluate(
     refs: &[String],
     decode: &DecodeConfig,
 ) -> Result<Evaluation, TrainError> {
-    let device = model.vs.device();
-    let words: usize = srcs.iter().map(|s| s.split_whitespace().count()).sum();
     let bleu = |hyps: &[String]| corpus_bleu(hyps, refs, &BleuConfig::default()).map(|b| b.score);
-    let run = |beam: usize| -> Result<(Vec<crate::decode::Hypothesis>, f64), TrainError> {
-        let cfg = DecodeConfig { beam_size: beam, ..decode.clone() };
-        let translator = Translator { model: &model.model, vocab: &model.vocab, cfg, device };
-        let mut hyps = None;
-        let mut fastest = f64::INFINITY;
-        for _ in 0..TIMED_PASSES {
-            let start = Instant::now();
-            let pass = translator.translate(srcs, 1, |_| {})?;
-            fastest = fastest.min(start.elapsed().as_secs_f64());
-            hyps.get_or_insert(pass);
-        }
-        let hyps = hyps.expect("at least one pass");
-        Ok((hyps.into_iter().map(|mut h| h.swap_remove(0)).collect(), words as f64 / fastest.max(1e-9)))
+    let run = |beam: usize| -> Result<Vec<crate::decode::Hypothesis>, TrainError> {
+        let hyps = translator(model, decode, beam).translate(srcs, 1, |_| {})?;
+        Ok(hyps.into_iter().map(|mut h| h.swap_remove(0)).collect())
     };
     let text = |hyps: &[crate::decode::Hypothesis]| -> Vec<String> {
         hyps.iter().map(|h| model.vocab.decode(&h.tokens)).collect()
     };
-    let (greedy, words_per_s_greedy) = run(1)?;
-    let (beam, words_per_s_beam) = run(decode.beam_size)?;
+    let (greedy, beam) = (run(1)?, run(decode.beam_size)?);
     let (greedy_output, beam_output) = (text(&greedy), text(&beam));
     let mode_mass = beam.iter().map(|h| (h.score as f64).exp()).sum::<f64>() / beam.len().max(1) as f64;
     let src_ids = model.vocab.encode_batch(srcs)?;
@@ -87,13 +73,59 @@ pub fn evaluate(
         bleu_beam: bleu(&beam_output).map_err(metric)?,
         chrf_beam: corpus_chrf(&beam_output, refs, &ChrfConfig::default()).map_err(metric)?.score,
         beam_size: decode.beam_size,
-        ppl: perplexity(&model.model, &pairs, decode.batch_tokens.max(512), device),
+        ppl: perplexity(&model.model, &pairs, decode.batch_tokens.max(512), model.vs.device()),
         mode_mass,
-        words_per_s_greedy,
-        words_per_s_beam,
+        words_per_s_greedy: 0.0,
+        words_per_s_beam: 0.0,
         threads: tch::get_num_threads(),
         sentences: srcs.len(),
         greedy_output,
         beam_output,
     })
+}
+
+fn translator<'a>(model: &'a LoadedModel, decode: &DecodeConfig, beam_size: usize) -> Translator<'a> {
+    let cfg = DecodeConfig { beam_size, ..decode.clone() };
+    Translator { model: &model.model, vocab: &model.vocab, cfg, device: model.vs.device() }
+}
+
+/// A model's decoding speed in source words per second.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DecodingSpeed {
+    pub words_per_s_greedy: f64,
+    pub words_per_s_beam: f64,
+}
+
+/// Times greedy and `decode.beam_size`-beam decoding of `srcs` by every (model, its decoding
+/// settings), interleaved: each of `passes` rounds decodes with every model in turn, and a model's
+/// speed is its fastest round.
+///
+/// Why interleaved: on a shared machine the speed of one model drifts by ±20% over minutes, so
+/// models timed one after another, minutes apart, compare badly (the same Multi30k teacher and
+/// student measured 9.4× and, two minutes later, 14.2×). Within a round every model sees the
+/// same machine, and the fastest round is the one least disturbed.
+pub fn time_decoding(
+    models: &[(&LoadedModel, DecodeConfig)],
+    srcs: &[String],
+    passes: usize,
+) -> Result<Vec<DecodingSpeed>, TrainError> {
+    let words: usize = srcs.iter().map(|s| s.split_whitespace().count()).sum();
+    let mut fastest = vec![[f64::INFINITY; 2]; models.len()];
+    for _ in 0..passes.max(1) {
+        for ((model, decode), best) in models.iter().zip(&mut fastest) {
+            for (beam, best) in [1, decode.beam_size].into_iter().zip(best.iter_mut()) {
+                let start = Instant::now();
+                translator(model, decode, beam).translate(srcs, 1, |_| {})?;
+                *best = best.min(start.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let per_s = |seconds: f64| words as f64 / seconds.max(1e-9);
+    Ok(fastest
+        .into_iter()
+        .map(|[greedy, beam]| DecodingSpeed {
+            words_per_s_greedy: per_s(greedy),
+            words_per_s_beam: per_s(beam),
+        })
+        .collect())
 }

@@ -1,11 +1,11 @@
 //! `seqkd pipeline`: the whole experiment of Kim & Rush 2016 as named, resumable stages.
 //!
 //! vocab → teacher → distill (Seq-KD corpus, Seq-Inter corpus, stored top-k) → students (one per
-//! Table 1 row) → Seq-Inter fine-tunes → evaluate → report.
+//! Table 1 row) → Seq-Inter fine-tunes → evaluate → time decoding (all models together) → report.
 //!
 //! Every stage writes into the run directory and is skipped when its output is complete: a model
 //! directory with a `.complete` stamp, a distilled file (which appears only when complete, see
-//! [`seqkd_text::resumable`]), an evaluation JSON. An interrupted stage resumes: training from
+//! [`seqkd_text::resumable`]), an evaluation JSON, the decoding speeds' JSON. An interrupted stage resumes: training from
 //! `last.safetensors`, a teacher pass from its last finished chunk. Combinations are data: each
 //! [`Row`] says which corpus its student trains on, whether Word-KD is on, and which model it
 //! starts from.
@@ -22,7 +22,7 @@ use crate::config::{Config, DataConfig, DecodeConfig, TrainConfig};
 use crate::distill::topk_store::ProbPrecision;
 use crate::distill::word_kd::{write_topk_store, TopkOptions, WordKdConfig};
 use crate::distill::{seq_inter, seq_kd, PassOptions};
-use crate::evaluate::{evaluate, Evaluation};
+use crate::evaluate::{evaluate, time_decoding, DecodingSpeed, Evaluation};
 use crate::model::ModelConfig;
 use crate::prune::{prune_model_dir, PruneScheme};
 use crate::train::{self, LoadedModel, TrainError, TrainOptions, TrainState};
@@ -616,40 +616,92 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     names.extend(rows.iter().map(|r| r.name().to_string()));
     names.extend(pruned);
     let test = read_parallel(&d.test_src, &d.test_tgt, &LineLimits::default())?;
+    let device = crate::parse_device(&cfg.student.train.device).map_err(TrainError::Other)?;
+    let model_dir = |name: &str| if name == TEACHER { teacher_dir.clone() } else { run.model(name) };
+    let load = |name: &str| -> Result<(LoadedModel, DecodeConfig), TrainError> {
+        let model = LoadedModel::load(&model_dir(name), device, None)?;
+        let decode = DecodeConfig {
+            beam_size: cfg.eval.beam_size,
+            batch_tokens: cfg.eval.batch_tokens,
+            ..model.config.decode.clone()
+        };
+        Ok((model, decode))
+    };
     let mut evaluations = Vec::new();
     set_threads(cfg.eval.threads);
     for name in &names {
         let path = run.eval(name);
-        let dir = if name == TEACHER { teacher_dir.clone() } else { run.model(name) };
         // A model trained again after its evaluation is evaluated again.
-        let current = path.exists() && !newer(&dir.join(train::BEST_FILE), &path);
+        let current = path.exists() && !newer(&model_dir(name).join(train::BEST_FILE), &path);
         stage(&format!("evaluate {name}"), current);
         let evaluation = if current {
-            let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-            serde_json::from_str(&text).map_err(|e| TrainError::Other(format!("{}: {e}", path.display())))?
+            read_json(&path)?
         } else {
-            let device = crate::parse_device(&cfg.student.train.device).map_err(TrainError::Other)?;
-            let model = LoadedModel::load(&dir, device, None)?;
-            let decode = DecodeConfig {
-                beam_size: cfg.eval.beam_size,
-                batch_tokens: cfg.eval.batch_tokens,
-                ..model.config.decode.clone()
-            };
+            let (model, decode) = load(name)?;
             let e = evaluate(name, &model, &test.src, &test.tgt, &decode)?;
             std::fs::create_dir_all(path.parent().expect("eval dir")).map_err(io(&path))?;
             write_lines(&path.with_extension("greedy.txt"), &e.greedy_output)?;
             write_lines(&path.with_extension(format!("beam{}.txt", cfg.eval.beam_size)), &e.beam_output)?;
-            let json = serde_json::to_string_pretty(&e).expect("serializable");
-            seqkd_text::atomic_write(&path, json.as_bytes()).map_err(io(&path))?;
+            write_json(&path, &e)?;
             e
         };
         evaluations.push(evaluation);
     }
 
-    // 7) The report.
+    // 7) Decoding speed of every model, timed together (see time_decoding), again whenever any
+    // model was evaluated again. Each eval/<name>.json is rewritten with its speeds before
+    // eval/speed.json, which marks the stage complete.
+    let speed_path = run.root.join("eval").join("speed.json");
+    let timed: Option<Vec<TimedModel>> = read_json(&speed_path).ok();
+    let current = timed.as_ref().is_some_and(|t| t.iter().map(|m| &m.name).eq(names.iter()))
+        && names.iter().all(|name| !newer(&run.eval(name), &speed_path));
+    stage("time decoding (every model in turn, fastest of 3 rounds)", current);
+    let speeds = match timed {
+        Some(timed) if current => timed.into_iter().map(|m| m.speed).collect(),
+        _ => {
+            let loaded = names.iter().map(|name| load(name)).collect::<Result<Vec<_>, _>>()?;
+            let models: Vec<_> = loaded.iter().map(|(model, decode)| (model, decode.clone())).collect();
+            time_decoding(&models, &test.src, TIMED_ROUNDS)?
+        }
+    };
+    for (e, speed) in evaluations.iter_mut().zip(&speeds) {
+        (e.words_per_s_greedy, e.words_per_s_beam) = (speed.words_per_s_greedy, speed.words_per_s_beam);
+    }
+    if !current {
+        for e in &evaluations {
+            write_json(&run.eval(&e.name), e)?;
+        }
+        let timed: Vec<_> =
+            names.iter().zip(speeds).map(|(name, speed)| TimedModel { name: name.clone(), speed }).collect();
+        write_json(&speed_path, &timed)?;
+    }
+
+    // 8) The report.
     stage("report", false);
     crate::report::write(out, cfg, &evaluations)?;
     Ok(evaluations)
+}
+
+/// Rounds of [`time_decoding`]: one timed pass of a model varies by ±20% on a shared 2-core
+/// machine, more than the differences Table 2 is about; the fastest of 3 is steady.
+const TIMED_ROUNDS: usize = 3;
+
+/// One line of eval/speed.json.
+#[derive(Serialize, Deserialize)]
+struct TimedModel {
+    name: String,
+    #[serde(flatten)]
+    speed: DecodingSpeed,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
+    let text = std::fs::read_to_string(path).map_err(train::io_err(path))?;
+    serde_json::from_str(&text).map_err(|e| TrainError::Other(format!("{}: {e}", path.display())))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
+    let json = serde_json::to_string_pretty(value).expect("serializable");
+    seqkd_text::atomic_write(path, json.as_bytes()).map_err(train::io_err(path))
 }
 
 fn set_threads(threads: i64) {
@@ -980,7 +1032,9 @@ mod tests {
         assert_eq!(strong.teacher.model, cfg.teacher.model);
         // It continues the 60-minute teacher of multi30k-kd.toml, which stopped at 2,086 updates.
         assert!(strong.teacher.train.max_steps > 2086);
-        assert_eq!(strong.student.train.max_steps, long.student.train.max_steps);
+        // Its students are the -long run's, trained on past its 4,000 updates.
+        assert_eq!(strong.student.model, long.student.model);
+        assert!(strong.student.train.max_steps > long.student.train.max_steps);
         assert_eq!(strong.student.train.select_by, crate::config::SelectBy::Bleu);
     }
 }

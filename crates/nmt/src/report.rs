@@ -198,7 +198,8 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
     let threads = evals.first().map(|e| e.threads).unwrap_or(0);
     let _ = writeln!(
         md,
-        "\n## Table 2: decoding speed\n\nSource words per second on the test set, batched, {threads} libtorch thread(s).\n"
+        "\n## Table 2: decoding speed\n\nSource words per second on the test set, batched, {threads} libtorch thread(s); \
+         the models were timed in turn, 3 rounds, and each figure is a model's fastest round.\n"
     );
     let _ = writeln!(md, "| Model | params | words/s K=1 | words/s K={k} | K=1 vs teacher K={k} |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|");
