@@ -127,6 +127,11 @@ pub struct DistillSettings {
     pub temperature: f64,
     /// Sentences per resumable chunk of a teacher pass.
     pub chunk_sentences: usize,
+    /// Label smoothing of the students trained from scratch on the Seq-KD corpus (unset: that of
+    /// `student.train`). The paper trains them with plain cross-entropy (0): the teacher's beam
+    /// output is the mode the student should put its mass on, and smoothing spreads that mass
+    /// again, which beam search then has to recover.
+    pub seq_kd_label_smoothing: Option<f64>,
 }
 
 impl Default for DistillSettings {
@@ -140,6 +145,7 @@ impl Default for DistillSettings {
             alpha: 0.5,
             temperature: 1.0,
             chunk_sentences: 1000,
+            seq_kd_label_smoothing: None,
         }
     }
 }
@@ -273,6 +279,15 @@ impl PipelineConfig {
         Ok(cfg)
     }
 
+    /// The training recipe of a student trained from scratch on `data`.
+    pub fn student_train(&self, data: TrainingData) -> TrainConfig {
+        let mut train = self.student.train.clone();
+        if let (TrainingData::SeqKd, Some(smoothing)) = (data, self.distill.seq_kd_label_smoothing) {
+            train.label_smoothing = smoothing;
+        }
+        train
+    }
+
     /// The rows to run, each after the rows it starts from.
     pub fn planned_rows(&self) -> Vec<Row> {
         let mut requested: Vec<Row> =
@@ -316,6 +331,7 @@ impl PipelineConfig {
             probe(&self.teacher, &self.teacher.train, "teacher")?;
         }
         probe(&self.student, &self.student.train, "student")?;
+        probe(&self.student, &self.student_train(TrainingData::SeqKd), "distill.seq_kd_label_smoothing")?;
         probe(&self.student, &self.finetune, "finetune")?;
         WordKdConfig { alpha: s.alpha, temperature: s.temperature, topk: Some("x".into()), teacher: None }
             .validate()
@@ -545,15 +561,15 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         let ((src, tgt), file) = corpus_of(data);
         let kd = word_kd.then(|| stored_word_kd(file));
         let (train_cfg, init_dir) = match init {
-            Some(from) => (&cfg.finetune, Some(run.model(from.name()))),
-            None => (&cfg.student.train, None),
+            Some(from) => (cfg.finetune.clone(), Some(run.model(from.name()))),
+            None => (cfg.student_train(data), None),
         };
         train_stage(
             cfg,
             &run,
             row.name(),
             &cfg.student.model,
-            train_cfg,
+            &train_cfg,
             &(src, tgt),
             kd,
             init_dir,
@@ -975,6 +991,23 @@ mod tests {
     }
 
     #[test]
+    fn seq_kd_label_smoothing_applies_to_the_students_trained_from_scratch_on_the_seq_kd_corpus() {
+        let mut cfg = PipelineConfig::default();
+        cfg.student.train.label_smoothing = 0.1;
+        for data in [TrainingData::Gold, TrainingData::SeqKd, TrainingData::SeqInter] {
+            assert_eq!(cfg.student_train(data).label_smoothing, 0.1, "unset: the students' own");
+        }
+        cfg.distill.seq_kd_label_smoothing = Some(0.0);
+        assert_eq!(cfg.student_train(TrainingData::SeqKd).label_smoothing, 0.0);
+        assert_eq!(cfg.student_train(TrainingData::Gold).label_smoothing, 0.1);
+        assert_eq!(cfg.student_train(TrainingData::SeqInter).label_smoothing, 0.1);
+        let mut other = cfg.student_train(TrainingData::SeqKd);
+        other.label_smoothing = cfg.student.train.label_smoothing;
+        let toml = |t: &TrainConfig| toml::to_string(t).unwrap();
+        assert_eq!(toml(&other), toml(&cfg.student.train), "nothing else differs");
+    }
+
+    #[test]
     fn recipe_changes_name_what_changes_the_model_and_nothing_else() {
         let old = Config::default();
         let mut new = old.clone();
@@ -1036,5 +1069,18 @@ mod tests {
         assert_eq!(strong.student.model, long.student.model);
         assert!(strong.student.train.max_steps > long.student.train.max_steps);
         assert_eq!(strong.student.train.select_by, crate::config::SelectBy::Bleu);
+        // The -strong run's teacher, Seq-KD corpus and 4,000-update baseline; only the Seq-KD
+        // student's loss differs (plain cross-entropy).
+        let plain = PipelineConfig::load(&configs.join("multi30k-kd-plain-ce.toml")).unwrap();
+        assert_eq!(plain.planned_rows(), strong.planned_rows());
+        assert_eq!(
+            (&plain.teacher.model, &plain.student.model),
+            (&strong.teacher.model, &strong.student.model)
+        );
+        assert_eq!(plain.student.train.max_steps, long.student.train.max_steps);
+        assert_eq!(plain.distill.seq_kd_label_smoothing, Some(0.0));
+        assert_eq!(plain.student_train(TrainingData::Gold).label_smoothing, 0.1);
+        let toml = |r: &Recipe| toml::to_string(r).unwrap();
+        assert_eq!(toml(&plain.teacher), toml(&strong.teacher));
     }
 }
