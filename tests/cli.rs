@@ -548,6 +548,7 @@ seq_inter_beam = 6
 seq_inter_sentences = 100
 top_k = 4
 chunk_sentences = 50
+seq_kd_label_smoothing = 0.0
 
 [eval]
 threads = 1
@@ -591,14 +592,16 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
     assert!(stdout(&done).contains("| 80% |"), "{}", stdout(&done));
     // Every model's decoding speed was timed (together, in eval/speed.json); a rerun of the
     // finished run redoes nothing and prints the same report.
-    let timed: Vec<serde_json::Value> =
+    let speed: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.join("eval/speed.json")).unwrap()).unwrap();
+    assert_eq!(speed["settings"]["threads"], 1, "[eval] threads: {speed}");
+    let timed = speed["models"].as_array().unwrap();
     let names: Vec<&str> = timed.iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(names.len(), 1 + 8 + 2, "the teacher, Table 1's 8 rows, 2 pruned: {names:?}");
     assert!(
         names[0] == "teacher" && names.contains(&"seq-kd+seq-inter") && names.contains(&"seq-kd-pruned80")
     );
-    for model in &timed {
+    for model in timed {
         let name = model["name"].as_str().unwrap();
         let eval: serde_json::Value =
             serde_json::from_slice(&std::fs::read(a.join(format!("eval/{name}.json"))).unwrap()).unwrap();
@@ -606,6 +609,15 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
             assert!(model[speed].as_f64().unwrap() > 0.0, "{model}");
             assert_eq!(eval[speed], model[speed], "{name}");
         }
+    }
+    // The Seq-KD corpus's students from scratch train with plain cross-entropy; the others,
+    // fine-tunes included, with their configs' label smoothing (0.1 by default).
+    for (name, smoothing) in
+        [("seq-kd", 0.0), ("seq-kd+word-kd", 0.0), ("baseline", 0.1), ("seq-kd+seq-inter", 0.1)]
+    {
+        let config =
+            seqkd_nmt::config::Config::load(&a.join("models").join(name).join("config.toml")).unwrap();
+        assert_eq!(config.train.label_smoothing, smoothing, "{name}");
     }
     let again = run(&a);
     assert!(stderr(&again)

@@ -89,6 +89,10 @@ fn translator<'a>(model: &'a LoadedModel, decode: &DecodeConfig, beam_size: usiz
     Translator { model: &model.model, vocab: &model.vocab, cfg, device: model.vs.device() }
 }
 
+/// Rounds of [`time_decoding`] in a report: one timed pass of a model varies by ±20% on a shared
+/// 2-core machine, more than the differences Table 2 is about; the fastest of 3 is steadier.
+pub const TIMED_ROUNDS: usize = 3;
+
 /// A model's decoding speed in source words per second.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DecodingSpeed {

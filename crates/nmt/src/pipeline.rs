@@ -5,10 +5,10 @@
 //!
 //! Every stage writes into the run directory and is skipped when its output is complete: a model
 //! directory with a `.complete` stamp, a distilled file (which appears only when complete, see
-//! [`seqkd_text::resumable`]), an evaluation JSON, the decoding speeds' JSON. An interrupted stage resumes: training from
-//! `last.safetensors`, a teacher pass from its last finished chunk. Combinations are data: each
-//! [`Row`] says which corpus its student trains on, whether Word-KD is on, and which model it
-//! starts from.
+//! [`seqkd_text::resumable`]), an evaluation JSON, `eval/speed.json`. An interrupted stage resumes:
+//! training from `last.safetensors`, a teacher pass from its last finished chunk. Combinations are
+//! data: each [`Row`] says which corpus its student trains on, whether Word-KD is on, and which
+//! model it starts from.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,7 +22,7 @@ use crate::config::{Config, DataConfig, DecodeConfig, TrainConfig};
 use crate::distill::topk_store::ProbPrecision;
 use crate::distill::word_kd::{write_topk_store, TopkOptions, WordKdConfig};
 use crate::distill::{seq_inter, seq_kd, PassOptions};
-use crate::evaluate::{evaluate, time_decoding, DecodingSpeed, Evaluation};
+use crate::evaluate::{evaluate, time_decoding, DecodingSpeed, Evaluation, TIMED_ROUNDS};
 use crate::model::ModelConfig;
 use crate::prune::{prune_model_dir, PruneScheme};
 use crate::train::{self, LoadedModel, TrainError, TrainOptions, TrainState};
@@ -38,7 +38,7 @@ pub struct PipelineConfig {
     /// one: `[teacher]` is then ignored but for `decode`, and the teacher's vocabulary becomes the run's.
     pub teacher_model: Option<PathBuf>,
     /// Every student's architecture and training recipe (the same for all rows, so rows compare
-    /// methods, not models).
+    /// methods, not models; but see `distill.seq_kd_label_smoothing`).
     pub student: Recipe,
     /// Seq-Inter fine-tuning, from a trained model's weights (the paper: SGD, learning rate 0.1).
     pub finetune: TrainConfig,
@@ -127,10 +127,11 @@ pub struct DistillSettings {
     pub temperature: f64,
     /// Sentences per resumable chunk of a teacher pass.
     pub chunk_sentences: usize,
-    /// Label smoothing of the students trained from scratch on the Seq-KD corpus (unset: that of
-    /// `student.train`). The paper trains them with plain cross-entropy (0): the teacher's beam
-    /// output is the mode the student should put its mass on, and smoothing spreads that mass
-    /// again, which beam search then has to recover.
+    /// Label smoothing of the students trained from scratch on the Seq-KD corpus, Seq-KD and
+    /// Seq-KD + Word-KD (unset: `student.train`'s). The paper trains them with plain cross-entropy
+    /// (0): the teacher's beam output is the mode the student should put its mass on, and
+    /// smoothing spreads that mass again, which beam search then has to recover. Fine-tunes and
+    /// pruning retraining keep the label smoothing of `finetune` and `prune.retrain`.
     pub seq_kd_label_smoothing: Option<f64>,
 }
 
@@ -331,7 +332,18 @@ impl PipelineConfig {
             probe(&self.teacher, &self.teacher.train, "teacher")?;
         }
         probe(&self.student, &self.student.train, "student")?;
-        probe(&self.student, &self.student_train(TrainingData::SeqKd), "distill.seq_kd_label_smoothing")?;
+        if s.seq_kd_label_smoothing.is_some() {
+            probe(&self.student, &self.student_train(TrainingData::SeqKd), "distill.seq_kd_label_smoothing")?;
+            if !self
+                .planned_rows()
+                .iter()
+                .any(|r| r.recipe().0 == TrainingData::SeqKd && r.recipe().2.is_none())
+            {
+                return bad("distill.seq_kd_label_smoothing is set, but no row trains on the Seq-KD corpus \
+                            from scratch (seq-kd, seq-kd+word-kd)"
+                    .into());
+            }
+        }
         probe(&self.student, &self.finetune, "finetune")?;
         WordKdConfig { alpha: s.alpha, temperature: s.temperature, topk: Some("x".into()), teacher: None }
             .validate()
@@ -668,12 +680,19 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     // model was evaluated again. Each eval/<name>.json is rewritten with its speeds before
     // eval/speed.json, which marks the stage complete.
     let speed_path = run.root.join("eval").join("speed.json");
-    let timed: Option<Vec<TimedModel>> = read_json(&speed_path).ok();
-    let current = timed.as_ref().is_some_and(|t| t.iter().map(|m| &m.name).eq(names.iter()))
-        && names.iter().all(|name| !newer(&run.eval(name), &speed_path));
-    stage("time decoding (every model in turn, fastest of 3 rounds)", current);
+    let settings = TimingSettings {
+        threads: tch::get_num_threads(),
+        beam_size: cfg.eval.beam_size,
+        batch_tokens: cfg.eval.batch_tokens,
+        device: cfg.student.train.device.clone(),
+        rounds: TIMED_ROUNDS,
+    };
+    let eval_files: Vec<PathBuf> = names.iter().map(|name| run.eval(name)).collect();
+    let timed = read_json::<SpeedFile>(&speed_path).ok();
+    let current = speeds_current(timed.as_ref(), &settings, &names, &eval_files, &speed_path);
+    stage(&format!("time decoding (every model in turn, fastest of {TIMED_ROUNDS} rounds)"), current);
     let speeds = match timed {
-        Some(timed) if current => timed.into_iter().map(|m| m.speed).collect(),
+        Some(timed) if current => timed.models.into_iter().map(|m| m.speed).collect(),
         _ => {
             let loaded = names.iter().map(|name| load(name)).collect::<Result<Vec<_>, _>>()?;
             let models: Vec<_> = loaded.iter().map(|(model, decode)| (model, decode.clone())).collect();
@@ -682,14 +701,14 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     };
     for (e, speed) in evaluations.iter_mut().zip(&speeds) {
         (e.words_per_s_greedy, e.words_per_s_beam) = (speed.words_per_s_greedy, speed.words_per_s_beam);
+        e.threads = settings.threads;
     }
     if !current {
-        for e in &evaluations {
-            write_json(&run.eval(&e.name), e)?;
+        for (e, path) in evaluations.iter().zip(&eval_files) {
+            write_json(path, e)?;
         }
-        let timed: Vec<_> =
-            names.iter().zip(speeds).map(|(name, speed)| TimedModel { name: name.clone(), speed }).collect();
-        write_json(&speed_path, &timed)?;
+        let models = names.iter().zip(speeds).map(|(name, speed)| TimedModel { name: name.clone(), speed });
+        write_json(&speed_path, &SpeedFile { settings, models: models.collect() })?;
     }
 
     // 8) The report.
@@ -698,16 +717,42 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     Ok(evaluations)
 }
 
-/// Rounds of [`time_decoding`]: one timed pass of a model varies by ±20% on a shared 2-core
-/// machine, more than the differences Table 2 is about; the fastest of 3 is steady.
-const TIMED_ROUNDS: usize = 3;
+/// eval/speed.json: how the models were timed, and their speeds.
+#[derive(Serialize, Deserialize)]
+struct SpeedFile {
+    settings: TimingSettings,
+    models: Vec<TimedModel>,
+}
 
-/// One line of eval/speed.json.
+/// What the speeds depend on besides the models: timed again when any of it changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TimingSettings {
+    threads: i32,
+    beam_size: usize,
+    batch_tokens: usize,
+    device: String,
+    rounds: usize,
+}
+
 #[derive(Serialize, Deserialize)]
 struct TimedModel {
     name: String,
     #[serde(flatten)]
     speed: DecodingSpeed,
+}
+
+/// Whether `timed` (read from `speed_path`) holds the speeds of `names`, in order, timed with
+/// `settings`, and was written after each of their evaluations (`eval_files`): a model evaluated
+/// again is timed again, together with all the others.
+fn speeds_current(
+    timed: Option<&SpeedFile>,
+    settings: &TimingSettings,
+    names: &[String],
+    eval_files: &[PathBuf],
+    speed_path: &Path,
+) -> bool {
+    timed.is_some_and(|t| t.settings == *settings && t.models.iter().map(|m| &m.name).eq(names))
+        && eval_files.iter().all(|eval| !newer(eval, speed_path))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
@@ -1008,6 +1053,37 @@ mod tests {
     }
 
     #[test]
+    fn speeds_are_timed_again_when_a_model_or_a_timing_setting_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["teacher".to_string(), "seq-kd".to_string()];
+        let evals: Vec<PathBuf> = names.iter().map(|n| dir.path().join(format!("{n}.json"))).collect();
+        let speed_path = dir.path().join("speed.json");
+        let settings =
+            TimingSettings { threads: 2, beam_size: 5, batch_tokens: 4096, device: "cpu".into(), rounds: 3 };
+        let speed = DecodingSpeed { words_per_s_greedy: 2.0, words_per_s_beam: 1.0 };
+        let timed = |names: &[&str], settings: &TimingSettings| SpeedFile {
+            settings: settings.clone(),
+            models: names.iter().map(|n| TimedModel { name: n.to_string(), speed }).collect(),
+        };
+        let at = |path: &Path, seconds: u64| {
+            let time = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+            std::fs::File::create(path).unwrap().set_modified(time).unwrap();
+        };
+        evals.iter().for_each(|e| at(e, 100));
+        at(&speed_path, 200);
+        let current = |t: Option<&SpeedFile>| speeds_current(t, &settings, &names, &evals, &speed_path);
+        assert!(current(Some(&timed(&["teacher", "seq-kd"], &settings))));
+        assert!(!current(None), "never timed");
+        assert!(!current(Some(&timed(&["seq-kd", "teacher"], &settings))), "other order");
+        assert!(!current(Some(&timed(&["teacher"], &settings))), "a model added since");
+        let one_thread = TimingSettings { threads: 1, ..settings.clone() };
+        assert!(!current(Some(&timed(&["teacher", "seq-kd"], &one_thread))), "other threads");
+        // A model evaluated again (or a run killed after rewriting the evaluations).
+        at(&evals[1], 300);
+        assert!(!current(Some(&timed(&["teacher", "seq-kd"], &settings))));
+    }
+
+    #[test]
     fn recipe_changes_name_what_changes_the_model_and_nothing_else() {
         let old = Config::default();
         let mut new = old.clone();
@@ -1078,6 +1154,13 @@ mod tests {
             (&strong.teacher.model, &strong.student.model)
         );
         assert_eq!(plain.student.train.max_steps, long.student.train.max_steps);
+        let budget = |mut t: TrainConfig| {
+            t.max_steps = 0;
+            toml::to_string(&t).unwrap()
+        };
+        assert_eq!(budget(plain.student.train.clone()), budget(strong.student.train.clone()));
+        assert_eq!(toml::to_string(&plain.data).unwrap(), toml::to_string(&strong.data).unwrap());
+        assert_eq!(plain.distill.seq_kd_beam, strong.distill.seq_kd_beam);
         assert_eq!(plain.distill.seq_kd_label_smoothing, Some(0.0));
         assert_eq!(plain.student_train(TrainingData::Gold).label_smoothing, 0.1);
         let toml = |r: &Recipe| toml::to_string(r).unwrap();

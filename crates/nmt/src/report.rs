@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::evaluate::Evaluation;
+use crate::evaluate::{Evaluation, TIMED_ROUNDS};
 use crate::pipeline::{completed_state, PipelineConfig, Row, TEACHER, TEACHER_SEQ_INTER};
 use crate::train::{plot, TrainError};
 
@@ -199,7 +199,7 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
     let _ = writeln!(
         md,
         "\n## Table 2: decoding speed\n\nSource words per second on the test set, batched, {threads} libtorch thread(s); \
-         the models were timed in turn, 3 rounds, and each figure is a model's fastest round.\n"
+         the models were timed in turn, {TIMED_ROUNDS} rounds, and each figure is a model's fastest round.\n"
     );
     let _ = writeln!(md, "| Model | params | words/s K=1 | words/s K={k} | K=1 vs teacher K={k} |");
     let _ = writeln!(md, "|---|---:|---:|---:|---:|");
