@@ -1165,5 +1165,14 @@ mod tests {
         assert_eq!(plain.student_train(TrainingData::Gold).label_smoothing, 0.1);
         let toml = |r: &Recipe| toml::to_string(r).unwrap();
         assert_eq!(toml(&plain.teacher), toml(&strong.teacher));
+        // The -strong run's teacher and Seq-KD corpus with smaller students.
+        let small = PipelineConfig::load(&configs.join("multi30k-kd-small.toml")).unwrap();
+        assert_eq!(toml(&small.teacher), toml(&strong.teacher));
+        assert_eq!(toml::to_string(&small.data).unwrap(), toml::to_string(&strong.data).unwrap());
+        let width = |m: &ModelConfig| match m {
+            ModelConfig::Transformer(t) => t.d_model,
+            ModelConfig::Lstm(_) => unreachable!("Transformer students"),
+        };
+        assert!(width(&small.student.model) < width(&strong.student.model));
     }
 }
