@@ -109,7 +109,7 @@ pub struct DecodingSpeed {
 /// student measured 9.4× and, two minutes later, 14.2×). Within a round every model sees the
 /// same machine, and the fastest round is the one least disturbed.
 pub fn time_decoding(
-    models: &[(&LoadedModel, DecodeConfig)],
+    models: &[(LoadedModel, DecodeConfig)],
     srcs: &[String],
     passes: usize,
 ) -> Result<Vec<DecodingSpeed>, TrainError> {

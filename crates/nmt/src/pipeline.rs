@@ -385,10 +385,7 @@ impl RunDir {
 pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evaluation>, TrainError> {
     cfg.validate()?;
     let run = RunDir { root: out.to_path_buf() };
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TrainError::Io { path, source }
-    };
+    let io = train::io_err;
     std::fs::create_dir_all(out).map_err(io(out))?;
     seqkd_text::atomic_write(
         &out.join("pipeline.toml"),
@@ -656,6 +653,8 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         Ok((model, decode))
     };
     let mut evaluations = Vec::new();
+    // Models loaded for evaluation are kept for the timing stage, which needs all of them.
+    let mut loaded = Vec::new();
     set_threads(cfg.eval.threads);
     for name in &names {
         let path = run.eval(name);
@@ -663,6 +662,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         let current = path.exists() && !newer(&model_dir(name).join(train::BEST_FILE), &path);
         stage(&format!("evaluate {name}"), current);
         let evaluation = if current {
+            loaded.push(None);
             read_json(&path)?
         } else {
             let (model, decode) = load(name)?;
@@ -671,6 +671,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             write_lines(&path.with_extension("greedy.txt"), &e.greedy_output)?;
             write_lines(&path.with_extension(format!("beam{}.txt", cfg.eval.beam_size)), &e.beam_output)?;
             write_json(&path, &e)?;
+            loaded.push(Some((model, decode)));
             e
         };
         evaluations.push(evaluation);
@@ -694,8 +695,9 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     let speeds = match timed {
         Some(timed) if current => timed.models.into_iter().map(|m| m.speed).collect(),
         _ => {
-            let loaded = names.iter().map(|name| load(name)).collect::<Result<Vec<_>, _>>()?;
-            let models: Vec<_> = loaded.iter().map(|(model, decode)| (model, decode.clone())).collect();
+            let models = (names.iter().zip(loaded))
+                .map(|(name, model)| model.map_or_else(|| load(name), Ok))
+                .collect::<Result<Vec<_>, _>>()?;
             time_decoding(&models, &test.src, TIMED_ROUNDS)?
         }
     };
@@ -857,8 +859,7 @@ fn train_stage(
 
 /// The training state a model directory's stamp records (None when the stage has not finished).
 pub fn completed_state(model_dir: &Path) -> Option<TrainState> {
-    let text = std::fs::read_to_string(model_dir.join(COMPLETE_STAMP)).ok()?;
-    serde_json::from_str(&text).ok()
+    read_json(&model_dir.join(COMPLETE_STAMP)).ok()
 }
 
 /// Whether the stage training `config` into `dir` is done (its state), still to run (None: a new
@@ -874,13 +875,7 @@ fn check_reusable(dir: &Path, config: &Config) -> Result<Option<TrainState>, Tra
     let stored = Config::load(&stored_path)?;
     let mut reasons = recipe_changes(&stored, config);
     let stamp = dir.join(COMPLETE_STAMP);
-    let done = match std::fs::read_to_string(&stamp) {
-        Ok(text) => Some(
-            serde_json::from_str::<TrainState>(&text)
-                .map_err(|e| TrainError::Other(format!("{}: {e}", stamp.display())))?,
-        ),
-        Err(_) => None,
-    };
+    let done: Option<TrainState> = stamp.exists().then(|| read_json(&stamp)).transpose()?;
     if let Some(s) = done.as_ref().filter(|_| !stored.train.same_budget(&config.train)) {
         if !config.train.budget_allows_more(s.step, s.epoch, s.train_seconds, s.bad_validations) {
             reasons.push(format!(
