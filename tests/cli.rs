@@ -703,6 +703,16 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
     edit("max_steps = 7", "max_steps = 5");
     let why = stderr(&run(&a));
     assert!(why.contains("it trained 7 updates") && why.contains("beyond the budget"), "{why}");
+
+    // A finished Seq-KD corpus is checked against the teacher pass this config asks for: one
+    // written with another beam (or by another teacher) is refused, not silently reused.
+    edit("max_steps = 5", "max_steps = 7");
+    edit("seq_kd_beam = 3", "seq_kd_beam = 4");
+    let refused = run(&a);
+    let why = stderr(&refused);
+    assert!(!refused.status.success());
+    assert!(why.contains("distill/seq-kd.tgt: it belongs to a different job"), "{why}");
+    assert!(why.contains("beam=3") && why.contains("beam=4"), "{why}");
 }
 
 fn completed_steps(model_dir: &Path) -> i64 {

@@ -477,42 +477,41 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             "distill: Seq-KD corpus (teacher beam search over the training source)",
             seq_kd_corpus.1.exists(),
         );
-        if !seq_kd_corpus.1.exists() {
-            teacher_once(&mut loaded_teacher)?;
-            read_gold(&mut gold_text)?;
-            let text = gold_text.as_ref().expect("read");
-            let (srcs, refs) = (&text.src, &text.tgt);
-            let t = loaded_teacher.as_ref().expect("loaded");
-            let decode = decode_with(cfg.distill.seq_kd_beam);
-            let stats =
-                seq_kd::seq_kd(t, &teacher_dir, srcs, Some(refs), &decode, &seq_kd_corpus.1, &pass_opts)?;
-            log_pass("Seq-KD", &stats);
-        }
+        // Run even when the corpus exists: the pass then only checks its job record against this
+        // teacher, source and beam, so a corpus from another teacher or search is refused, not reused.
+        teacher_once(&mut loaded_teacher)?;
+        read_gold(&mut gold_text)?;
+        let text = gold_text.as_ref().expect("read");
+        let (srcs, refs) = (&text.src, &text.tgt);
+        let t = loaded_teacher.as_ref().expect("loaded");
+        let decode = decode_with(cfg.distill.seq_kd_beam);
+        let stats = seq_kd::seq_kd(t, &teacher_dir, srcs, Some(refs), &decode, &seq_kd_corpus.1, &pass_opts)?;
+        log_pass("Seq-KD", &stats);
     }
 
     let seq_inter_corpus = (run.distill("seq-inter.src"), run.distill("seq-inter.tgt"));
     if need_seq_inter {
-        stage(
-            "distill: Seq-Inter corpus (teacher K-best, closest to the reference)",
-            seq_inter_corpus.1.exists(),
-        );
-        if !seq_inter_corpus.1.exists() {
-            teacher_once(&mut loaded_teacher)?;
-            read_gold(&mut gold_text)?;
-            let text = gold_text.as_ref().expect("read");
-            let n = match cfg.distill.seq_inter_sentences {
-                0 => text.src.len(),
-                n => n.min(text.src.len()),
-            };
-            let (srcs, refs) = (&text.src[..n], &text.tgt[..n]);
+        let done = seq_inter_corpus.1.exists();
+        stage("distill: Seq-Inter corpus (teacher K-best, closest to the reference)", done);
+        // Checked like the Seq-KD corpus when it exists.
+        teacher_once(&mut loaded_teacher)?;
+        read_gold(&mut gold_text)?;
+        let text = gold_text.as_ref().expect("read");
+        let n = match cfg.distill.seq_inter_sentences {
+            0 => text.src.len(),
+            n => n.min(text.src.len()),
+        };
+        let (srcs, refs) = (&text.src[..n], &text.tgt[..n]);
+        if !done {
+            // Not rewritten when done: a newer training source would make its fine-tunes retrain.
             write_lines(&seq_inter_corpus.0, srcs)?;
             write_lines(&run.distill("seq-inter.ref"), refs)?;
-            let t = loaded_teacher.as_ref().expect("loaded");
-            let decode = decode_with(cfg.distill.seq_inter_beam);
-            let stats =
-                seq_inter::seq_inter(t, &teacher_dir, srcs, refs, &decode, &seq_inter_corpus.1, &pass_opts)?;
-            log_pass("Seq-Inter", &stats);
         }
+        let t = loaded_teacher.as_ref().expect("loaded");
+        let decode = decode_with(cfg.distill.seq_inter_beam);
+        let stats =
+            seq_inter::seq_inter(t, &teacher_dir, srcs, refs, &decode, &seq_inter_corpus.1, &pass_opts)?;
+        log_pass("Seq-Inter", &stats);
     }
 
     // Stored top-k along each corpus a Word-KD row trains on.
@@ -531,7 +530,8 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             &format!("distill: stored top-{} teacher distributions for {file}", cfg.distill.top_k),
             store.exists(),
         );
-        if !store.exists() {
+        {
+            // Checked like the Seq-KD corpus when it exists.
             teacher_once(&mut loaded_teacher)?;
             let owned;
             let (srcs, tgts): (&[String], &[String]) = if data == TrainingData::Gold {
@@ -774,6 +774,9 @@ fn set_threads(threads: i64) {
 }
 
 fn log_pass(what: &str, stats: &crate::distill::PassStats) {
+    if stats.already_complete {
+        return; // the stage line said so
+    }
     eprintln!(
         "[pipeline] {what}: {} sentences in {:.1}s ({:.1} sentences/s) → {}",
         stats.processed,
