@@ -1172,5 +1172,15 @@ mod tests {
             ModelConfig::Lstm(_) => unreachable!("Transformer students"),
         };
         assert!(width(&small.student.model) < width(&strong.student.model));
+        // ... and students between the two, with the small run's recipe.
+        let mid = PipelineConfig::load(&configs.join("multi30k-kd-mid.toml")).unwrap();
+        assert_eq!(toml(&mid.teacher), toml(&strong.teacher));
+        assert_eq!(toml::to_string(&mid.data).unwrap(), toml::to_string(&small.data).unwrap());
+        assert_eq!(
+            toml::to_string(&mid.student.train).unwrap(),
+            toml::to_string(&small.student.train).unwrap()
+        );
+        let (lo, hi) = (width(&small.student.model), width(&strong.student.model));
+        assert!(lo < width(&mid.student.model) && width(&mid.student.model) < hi);
     }
 }
