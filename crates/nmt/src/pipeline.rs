@@ -530,29 +530,26 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             &format!("distill: stored top-{} teacher distributions for {file}", cfg.distill.top_k),
             store.exists(),
         );
-        {
-            // Checked like the Seq-KD corpus when it exists.
-            teacher_once(&mut loaded_teacher)?;
-            let owned;
-            let (srcs, tgts): (&[String], &[String]) = if data == TrainingData::Gold {
-                read_gold(&mut gold_text)?;
-                let text = gold_text.as_ref().expect("read");
-                (&text.src, &text.tgt)
-            } else {
-                owned =
-                    (read_lines(&src, &LineLimits::default())?, read_lines(&tgt, &LineLimits::default())?);
-                (&owned.0, &owned.1)
-            };
-            let topk = TopkOptions {
-                k: cfg.distill.top_k,
-                temperature: cfg.distill.temperature,
-                precision: cfg.distill.precision,
-                batch_tokens: cfg.eval.batch_tokens.max(1024),
-            };
-            let t = loaded_teacher.as_ref().expect("loaded");
-            let stats = write_topk_store(t, &teacher_dir, srcs, tgts, &topk, &store, &pass_opts)?;
-            log_pass("top-k", &stats);
-        }
+        // Checked like the Seq-KD corpus when it exists.
+        teacher_once(&mut loaded_teacher)?;
+        let owned;
+        let (srcs, tgts): (&[String], &[String]) = if data == TrainingData::Gold {
+            read_gold(&mut gold_text)?;
+            let text = gold_text.as_ref().expect("read");
+            (&text.src, &text.tgt)
+        } else {
+            owned = (read_lines(&src, &LineLimits::default())?, read_lines(&tgt, &LineLimits::default())?);
+            (&owned.0, &owned.1)
+        };
+        let topk = TopkOptions {
+            k: cfg.distill.top_k,
+            temperature: cfg.distill.temperature,
+            precision: cfg.distill.precision,
+            batch_tokens: cfg.eval.batch_tokens.max(1024),
+        };
+        let t = loaded_teacher.as_ref().expect("loaded");
+        let stats = write_topk_store(t, &teacher_dir, srcs, tgts, &topk, &store, &pass_opts)?;
+        log_pass("top-k", &stats);
     }
     drop(loaded_teacher);
 
