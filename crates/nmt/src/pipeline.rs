@@ -21,7 +21,7 @@ use seqkd_text::vocab::{Vocab, VocabConfig};
 use crate::config::{Config, DataConfig, DecodeConfig, TrainConfig};
 use crate::distill::topk_store::ProbPrecision;
 use crate::distill::word_kd::{write_topk_store, TopkOptions, WordKdConfig};
-use crate::distill::{seq_inter, seq_kd, PassOptions};
+use crate::distill::{self, seq_inter, seq_kd, PassOptions};
 use crate::evaluate::{evaluate, time_decoding, DecodingSpeed, Evaluation, TIMED_ROUNDS};
 use crate::model::ModelConfig;
 use crate::prune::{prune_model_dir, PruneScheme};
@@ -473,28 +473,25 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
 
     let seq_kd_corpus = (d.train_src.clone(), run.distill("seq-kd.tgt"));
     if need_seq_kd {
-        stage(
-            "distill: Seq-KD corpus (teacher beam search over the training source)",
-            seq_kd_corpus.1.exists(),
-        );
-        // Run even when the corpus exists: the pass then only checks its job record against this
-        // teacher, source and beam, so a corpus from another teacher or search is refused, not reused.
-        teacher_once(&mut loaded_teacher)?;
         read_gold(&mut gold_text)?;
         let text = gold_text.as_ref().expect("read");
         let (srcs, refs) = (&text.src, &text.tgt);
-        let t = loaded_teacher.as_ref().expect("loaded");
         let decode = decode_with(cfg.distill.seq_kd_beam);
-        let stats = seq_kd::seq_kd(t, &teacher_dir, srcs, Some(refs), &decode, &seq_kd_corpus.1, &pass_opts)?;
-        log_pass("Seq-KD", &stats);
+        // A finished corpus is reused only if its job record matches this teacher, source and beam.
+        let job = seq_kd::job(&teacher_dir, srcs, true, &decode)?;
+        let done = distill::finished(&seq_kd_corpus.1, &job, srcs.len(), &pass_opts)?;
+        stage("distill: Seq-KD corpus (teacher beam search over the training source)", done);
+        if !done {
+            teacher_once(&mut loaded_teacher)?;
+            let t = loaded_teacher.as_ref().expect("loaded");
+            let stats =
+                seq_kd::seq_kd(t, &teacher_dir, srcs, Some(refs), &decode, &seq_kd_corpus.1, &pass_opts)?;
+            log_pass("Seq-KD", &stats);
+        }
     }
 
     let seq_inter_corpus = (run.distill("seq-inter.src"), run.distill("seq-inter.tgt"));
     if need_seq_inter {
-        let done = seq_inter_corpus.1.exists();
-        stage("distill: Seq-Inter corpus (teacher K-best, closest to the reference)", done);
-        // Checked like the Seq-KD corpus when it exists.
-        teacher_once(&mut loaded_teacher)?;
         read_gold(&mut gold_text)?;
         let text = gold_text.as_ref().expect("read");
         let n = match cfg.distill.seq_inter_sentences {
@@ -502,16 +499,20 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             n => n.min(text.src.len()),
         };
         let (srcs, refs) = (&text.src[..n], &text.tgt[..n]);
+        let decode = decode_with(cfg.distill.seq_inter_beam);
+        // Reused only if its job record matches, as the Seq-KD corpus.
+        let job = seq_inter::job(&teacher_dir, srcs, refs, &decode)?;
+        let done = distill::finished(&seq_inter_corpus.1, &job, n, &pass_opts)?;
+        stage("distill: Seq-Inter corpus (teacher K-best, closest to the reference)", done);
         if !done {
-            // Not rewritten when done: a newer training source would make its fine-tunes retrain.
             write_lines(&seq_inter_corpus.0, srcs)?;
             write_lines(&run.distill("seq-inter.ref"), refs)?;
+            teacher_once(&mut loaded_teacher)?;
+            let t = loaded_teacher.as_ref().expect("loaded");
+            let stats =
+                seq_inter::seq_inter(t, &teacher_dir, srcs, refs, &decode, &seq_inter_corpus.1, &pass_opts)?;
+            log_pass("Seq-Inter", &stats);
         }
-        let t = loaded_teacher.as_ref().expect("loaded");
-        let decode = decode_with(cfg.distill.seq_inter_beam);
-        let stats =
-            seq_inter::seq_inter(t, &teacher_dir, srcs, refs, &decode, &seq_inter_corpus.1, &pass_opts)?;
-        log_pass("Seq-Inter", &stats);
     }
 
     // Stored top-k along each corpus a Word-KD row trains on.
@@ -530,7 +531,8 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             &format!("distill: stored top-{} teacher distributions for {file}", cfg.distill.top_k),
             store.exists(),
         );
-        // Checked like the Seq-KD corpus when it exists.
+        // Its job record hashes both sides as the teacher tokenizes them, so a finished store is
+        // checked by the pass itself, which returns at once when the record matches.
         teacher_once(&mut loaded_teacher)?;
         let owned;
         let (srcs, tgts): (&[String], &[String]) = if data == TrainingData::Gold {

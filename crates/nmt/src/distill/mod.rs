@@ -96,7 +96,7 @@ pub(crate) fn run_pass(
     let sentence_range = |c: usize| c * opts.chunk_sentences..((c + 1) * opts.chunk_sentences).min(n);
     let owned: usize = chunks.clone().map(|c| sentence_range(c).len()).sum();
     let mut stats = PassStats { sentences: owned, output: path.clone(), ..Default::default() };
-    let job = format!("{job}; sentences={n}; chunk={}; shard={}", opts.chunk_sentences, opts.shard);
+    let job = pass_job(job, n, opts);
     if path.exists() {
         check_complete(&path, &job)?;
         stats.already_complete = true;
@@ -138,6 +138,42 @@ pub(crate) fn run_pass(
     Ok(stats)
 }
 
+/// The job record `run_pass` keeps beside its output: the pass's own description and the chunking.
+fn pass_job(job: &str, n: usize, opts: &PassOptions) -> String {
+    format!("{job}; sentences={n}; chunk={}; shard={}", opts.chunk_sentences, opts.shard)
+}
+
+/// Whether this shard's output of the `n`-sentence pass `job` is finished (false: absent, to be run).
+/// A finished output written by another job is refused. Needs no teacher loaded, so a rerun of a
+/// finished run checks its corpora without decoding anything.
+pub fn finished(out: &Path, job: &str, n: usize, opts: &PassOptions) -> Result<bool, DistillError> {
+    let path = opts.shard.output_path(out);
+    if !path.exists() {
+        return Ok(false);
+    }
+    check_complete(&path, &pass_job(job, n, opts))?;
+    Ok(true)
+}
+
+/// What a beam pass over `srcs` is, for its job record: the pass (`what`), teacher weights, source
+/// text and search settings.
+pub(crate) fn beam_job(
+    what: &str,
+    teacher_dir: &Path,
+    srcs: &[String],
+    decode: &DecodeConfig,
+) -> Result<String, DistillError> {
+    Ok(format!(
+        "{what}; {}; source hash {:016x}; beam={} lp={} max_len={}x+{}",
+        teacher_fingerprint(teacher_dir)?,
+        text_hash(srcs),
+        decode.beam_size,
+        decode.length_penalty,
+        decode.max_len_a,
+        decode.max_len_b
+    ))
+}
+
 /// A fingerprint of a teacher: a hash of its weights, so a pass resumed after the teacher changed
 /// (retrained, same size) refuses to mix two teachers' outputs.
 pub(crate) fn teacher_fingerprint(dir: &Path) -> Result<String, DistillError> {
@@ -171,11 +207,11 @@ pub(crate) fn text_hash(lines: &[String]) -> u64 {
 }
 
 /// Beam search over `srcs` with the teacher, choosing one hypothesis text per sentence with
-/// `choose(index, nbest_texts)`; writes one line per source line. Shared by Seq-KD and Seq-Inter.
+/// `choose(index, nbest_texts)`; writes one line per source line. Shared by Seq-KD and Seq-Inter;
+/// `job` is the pass's [`beam_job`].
 #[allow(clippy::too_many_arguments)] // internal: each caller passes its own arguments straight through
 pub(crate) fn beam_pass(
     teacher: &LoadedModel,
-    teacher_dir: &Path,
     srcs: &[String],
     decode: &DecodeConfig,
     nbest: usize,
@@ -186,16 +222,7 @@ pub(crate) fn beam_pass(
 ) -> Result<PassStats, DistillError> {
     let device = teacher.vs.device();
     let translator = Translator { model: &teacher.model, vocab: &teacher.vocab, cfg: decode.clone(), device };
-    let job = format!(
-        "{job}; {}; source hash {:016x}; beam={} lp={} max_len={}x+{}",
-        teacher_fingerprint(teacher_dir)?,
-        text_hash(srcs),
-        decode.beam_size,
-        decode.length_penalty,
-        decode.max_len_a,
-        decode.max_len_b
-    );
-    run_pass(out, &job, srcs.len(), opts, Vec::new, |range| {
+    run_pass(out, job, srcs.len(), opts, Vec::new, |range| {
         let start = range.start;
         let hyps = translator.translate(&srcs[range], nbest, |_| {})?;
         let mut bytes = Vec::new();

@@ -36,11 +36,22 @@ pub fn seq_inter(
         )));
     }
     let mut scorer = SentenceBleu::new(BleuConfig::sentence()).expect("sentence BLEU config is valid");
-    let job = format!("seq-inter; reference hash {:016x}", super::text_hash(refs));
-    beam_pass(teacher, teacher_dir, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
+    let job = job(teacher_dir, srcs, refs, decode)?;
+    beam_pass(teacher, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
         let best = closest_to_reference(&mut scorer, texts, &refs[i]);
         best.map(|b| texts[b].clone()).unwrap_or_else(|| refs[i].clone())
     })
+}
+
+/// The job record of a Seq-Inter pass (see [`super::finished`]).
+pub fn job(
+    teacher_dir: &Path,
+    srcs: &[String],
+    refs: &[String],
+    decode: &DecodeConfig,
+) -> Result<String, DistillError> {
+    let what = format!("seq-inter; reference hash {:016x}", super::text_hash(refs));
+    super::beam_job(&what, teacher_dir, srcs, decode)
 }
 
 /// Index of the hypothesis with the highest smoothed sentence BLEU against `reference` (sacrebleu's

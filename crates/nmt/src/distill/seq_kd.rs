@@ -38,10 +38,21 @@ pub fn seq_kd(
             )));
         }
     }
-    let job = format!("seq-kd; references={}", refs.is_some());
-    beam_pass(teacher, teacher_dir, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
+    let job = job(teacher_dir, srcs, refs.is_some(), decode)?;
+    beam_pass(teacher, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
         choose_teacher_best(texts, refs.map(|r| r[i].as_str()))
     })
+}
+
+/// The job record of a Seq-KD pass (see [`super::finished`]); `with_refs`: references stand in for
+/// empty translations.
+pub fn job(
+    teacher_dir: &Path,
+    srcs: &[String],
+    with_refs: bool,
+    decode: &DecodeConfig,
+) -> Result<String, DistillError> {
+    super::beam_job(&format!("seq-kd; references={with_refs}"), teacher_dir, srcs, decode)
 }
 
 /// The teacher's best hypothesis (its n-best list comes best first), skipping empty ones and
