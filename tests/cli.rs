@@ -90,6 +90,35 @@ fn score_prints_sacrebleu_lines_and_json() {
 }
 
 #[test]
+fn score_against_another_system_prints_the_paired_bootstrap_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, h, o) = (dir.path().join("ref"), dir.path().join("hyp"), dir.path().join("other"));
+    let refs = "The cat sat on a mat.\nTwo men play chess in the park.\nA dog runs across the field.\n";
+    std::fs::write(&r, refs).unwrap();
+    std::fs::write(&h, refs).unwrap();
+    std::fs::write(&o, "The cat sat on the mat.\nTwo men are playing chess.\nA dog is running in a field.\n")
+        .unwrap();
+    let args = ["score", "--ref", p(&r), "--hyp", p(&h), "-m", "bleu", "--against", p(&o)];
+    let json = seqkd(&[&args[..], &["--format", "json"]].concat());
+    assert!(json.status.success(), "{}", stderr(&json));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    // hyp is the reference itself: 100 BLEU, better than `other` on every sentence, so every
+    // resample keeps it ahead.
+    let d = &v[1];
+    assert_eq!(d["name"], "BLEU difference");
+    let (delta, low, high) =
+        (d["delta"].as_f64().unwrap(), d["low"].as_f64().unwrap(), d["high"].as_f64().unwrap());
+    assert!(delta > 0.0 && 0.0 < low && low <= high, "{d}");
+    let text = stdout(&seqkd(&args));
+    assert!(text.contains(&format!("BLEU difference against {} = {delta:+.2}", p(&o))), "{text}");
+    // The other output must be aligned with the references.
+    std::fs::write(&o, "one line\n").unwrap();
+    let out = seqkd(&args);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("1 hypotheses, 3 references"), "{}", stderr(&out));
+}
+
+#[test]
 fn score_rejects_misaligned_files_naming_the_counts() {
     let dir = tempfile::tempdir().unwrap();
     let (r, h) = (dir.path().join("ref"), dir.path().join("hyp"));
@@ -173,7 +202,19 @@ fn demo_runs_the_pipeline_and_prints_the_report_with_computed_claims() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
     assert_eq!(json["models"].as_array().unwrap().len(), 9);
-    assert!(json["claims"].as_array().unwrap().iter().all(|c| c["held"].is_boolean()), "{json}");
+    let claims = json["claims"].as_array().unwrap();
+    assert!(claims.iter().all(|c| c["held"].is_boolean()), "{json}");
+    // The three BLEU claims carry the paired bootstrap interval of their difference.
+    for c in &claims[..3] {
+        let interval: Vec<f64> =
+            c["interval"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(interval.len() == 2 && interval[0] <= interval[1], "{c}");
+        assert!(
+            c["clear_of_noise"].is_boolean() && c["evidence"].as_str().unwrap().contains("95% interval"),
+            "{c}"
+        );
+    }
+    assert!(claims[3]["interval"].is_null(), "the speed claim has no BLEU interval");
     for file in ["curves.svg", "bleu-speed.svg", "eval/seq-kd.greedy.txt", "distill/topk-gold.bin"] {
         assert!(dir.path().join(file).exists(), "{file} missing");
     }
@@ -622,6 +663,8 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
     let again = run(&a);
     assert!(stderr(&again)
         .contains("time decoding (every model in turn, fastest of 3 rounds): done already, skipped"));
+    // Including the bootstrap intervals, from the translations read back from eval/.
+    assert!(stdout(&done).contains("95% interval"), "{}", stdout(&done));
     assert_eq!(stdout(&again), stdout(&done));
 
     // Killed during the Seq-KD teacher pass, then while a student trains; then run to the end.

@@ -1,4 +1,5 @@
-//! `seqkd score --ref REF --hyp HYP`: corpus BLEU and chrF exactly as sacrebleu 2.6.0 computes them.
+//! `seqkd score --ref REF --hyp HYP`: corpus BLEU and chrF exactly as sacrebleu 2.6.0 computes them;
+//! with `--against OTHER`, also BLEU(HYP) − BLEU(OTHER) and its paired bootstrap interval.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,7 +8,8 @@ use anyhow::Context;
 use clap::ValueEnum;
 use seqkd_text::corpus::{read_lines, LineLimits};
 use seqkd_text::metrics::{
-    corpus_bleu_multi, corpus_chrf_multi, BleuConfig, ChrfConfig, MetricScore, Smoothing, TokenizeKind,
+    bootstrap::DEFAULT_RESAMPLES, corpus_bleu_multi, corpus_chrf_multi, paired_bootstrap_bleu, BleuConfig,
+    ChrfConfig, MetricScore, Smoothing, TokenizeKind,
 };
 
 use super::Format;
@@ -49,6 +51,16 @@ pub struct Args {
     pub width: usize,
     #[arg(short = 'f', long, value_enum, default_value_t)]
     pub format: Format,
+    /// Another system's output: also print BLEU(hyp) − BLEU(this) with its 95% paired bootstrap
+    /// interval over the test sentences (Koehn 2004; one reference file).
+    #[arg(long)]
+    pub against: Option<PathBuf>,
+    /// Bootstrap resamples for `--against`.
+    #[arg(long, default_value_t = DEFAULT_RESAMPLES)]
+    pub resamples: usize,
+    /// Seed of the bootstrap's resampling.
+    #[arg(long, default_value_t = 12345)]
+    pub seed: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -59,17 +71,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let streams: Vec<&[String]> = refs.iter().map(Vec::as_slice).collect();
     let context = || format!("scoring {} against {}", args.hyp.display(), args.refs[0].display());
 
+    let bleu_cfg = BleuConfig {
+        tokenize: args.tokenize,
+        lowercase: args.lowercase,
+        smooth: Smoothing::from_method(&args.smooth, args.smooth_value)?,
+        ..BleuConfig::default()
+    };
     let mut scores: Vec<(MetricScore, String)> = Vec::new();
     for metric in &args.metrics {
         match metric {
             Metric::Bleu => {
-                let cfg = BleuConfig {
-                    tokenize: args.tokenize,
-                    lowercase: args.lowercase,
-                    smooth: Smoothing::from_method(&args.smooth, args.smooth_value)?,
-                    ..BleuConfig::default()
-                };
-                let bleu = corpus_bleu_multi(&hyps, &streams, &cfg).with_context(context)?;
+                let bleu = corpus_bleu_multi(&hyps, &streams, &bleu_cfg).with_context(context)?;
                 scores.push((bleu.to_metric_score(args.width), bleu.format_with_signature(args.width)));
             }
             Metric::Chrf => {
@@ -83,11 +95,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let difference = match &args.against {
+        None => None,
+        Some(other) => {
+            anyhow::ensure!(
+                refs.len() == 1,
+                "--against compares against one reference file, not {}",
+                refs.len()
+            );
+            let other_hyps = read_lines(other, &limits)?;
+            let d = paired_bootstrap_bleu(&other_hyps, &hyps, &refs[0], &bleu_cfg, args.resamples, args.seed)
+                .with_context(|| format!("comparing {} with {}", args.hyp.display(), other.display()))?;
+            Some((other, d))
+        }
+    };
     match args.format {
         // As `sacrebleu -f json` with several metrics: "[", the objects separated by ",", "]".
         // seqkd prints the array for one metric too, so scripts always get a list.
         Format::Json => {
-            let objects: Vec<String> = scores.iter().map(|(s, _)| s.to_json_pretty()).collect();
+            let mut objects: Vec<String> = scores.iter().map(|(s, _)| s.to_json_pretty()).collect();
+            if let Some((other, d)) = &difference {
+                let object = serde_json::json!({
+                    "name": "BLEU difference",
+                    "against": other.display().to_string(),
+                    "delta": d.delta, "low": d.low, "high": d.high, "resamples": d.resamples, "seed": args.seed,
+                });
+                objects.push(serde_json::to_string_pretty(&object)?);
+            }
             println!("[\n{}\n]", objects.join(",\n"));
         }
         // As sacrebleu's text output: the lines are right-aligned on their " = ".
@@ -96,6 +130,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let width = lefts.iter().copied().max().unwrap_or(0);
             for ((_, line), left) in scores.iter().zip(lefts) {
                 println!("{:>width$}{}", &line[..left], &line[left..]);
+            }
+            if let Some((other, d)) = &difference {
+                let w = args.width;
+                println!(
+                    "BLEU difference against {} = {:+.w$} (95% paired bootstrap interval {:+.w$} … {:+.w$}, {} resamples)",
+                    other.display(),
+                    d.delta,
+                    d.low,
+                    d.high,
+                    d.resamples
+                );
             }
         }
     }

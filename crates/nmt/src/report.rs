@@ -7,6 +7,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use seqkd_text::metrics::bootstrap::DEFAULT_RESAMPLES;
+use seqkd_text::metrics::{paired_bootstrap_bleu, BleuConfig, BleuDifference};
 use serde::Serialize;
 
 use crate::evaluate::{Evaluation, TIMED_ROUNDS};
@@ -20,29 +22,61 @@ pub struct Claim {
     /// None when a model it needs was not run.
     pub held: Option<bool>,
     pub evidence: String,
+    /// For the BLEU comparisons: the 95% paired bootstrap interval of the compared difference
+    /// (None without the models' test outputs).
+    pub interval: Option<[f64; 2]>,
+    /// Whether that interval lies on one side of the claim's threshold: if not, this test set
+    /// cannot tell whether the claim holds.
+    pub clear_of_noise: Option<bool>,
 }
 
-/// The claims of Kim & Rush 2016 that a run can test (§5 and Tables 1–2).
-pub fn claims(evals: &[Evaluation]) -> Vec<Claim> {
+/// The bootstrap's seed, fixed so that a report is reproducible.
+const BOOTSTRAP_SEED: u64 = 12345;
+
+/// The paired bootstrap of BLEU(`b`) − BLEU(`a`), when both outputs and the references are there.
+fn bleu_difference(a: &[String], b: &[String], refs: &[String]) -> Option<BleuDifference> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    paired_bootstrap_bleu(a, b, refs, &BleuConfig::default(), DEFAULT_RESAMPLES, BOOTSTRAP_SEED).ok()
+}
+
+/// The claims of Kim & Rush 2016 that a run can test (§5 and Tables 1–2). `refs` are the test
+/// references, for the bootstrap intervals of the BLEU claims (empty: no intervals).
+pub fn claims(evals: &[Evaluation], refs: &[String]) -> Vec<Claim> {
     let get = |name: &str| evals.iter().find(|e| e.name == name);
     let (teacher, baseline, seq_kd) = (get(TEACHER), get(Row::Baseline.name()), get(Row::SeqKd.name()));
     let students = || evals.iter().filter(|e| !e.name.starts_with(TEACHER));
     let mut out = Vec::new();
-    let mut claim = |text: &str, held: Option<bool>, evidence: String| {
-        out.push(Claim { claim: text.into(), held, evidence });
-    };
+    // `bleu`: for a claim on a BLEU difference, its paired bootstrap and the claim's threshold.
+    let mut claim =
+        |text: &str, held: Option<bool>, evidence: String, bleu: Option<(BleuDifference, f64)>| {
+            let (evidence, interval, clear_of_noise) = match bleu {
+                Some((d, threshold)) => (
+                    format!("{evidence}; 95% interval {:+.2} … {:+.2}", d.low, d.high),
+                    Some([d.low, d.high]),
+                    Some(d.clear_of(threshold)),
+                ),
+                None => (evidence, None, None),
+            };
+            out.push(Claim { claim: text.into(), held, evidence, interval, clear_of_noise });
+        };
     let missing = || "not run".to_string();
+
+    let text = "Seq-KD student with greedy search ≥ baseline student with beam search";
     match (seq_kd, baseline) {
         (Some(s), Some(b)) => claim(
-            "Seq-KD student with greedy search ≥ baseline student with beam search",
+            text,
             Some(s.bleu_greedy >= b.bleu_beam),
-            format!("{:.2} vs {:.2} BLEU", s.bleu_greedy, b.bleu_beam),
+            format!("{:.2} vs {:.2} BLEU ({:+.2})", s.bleu_greedy, b.bleu_beam, s.bleu_greedy - b.bleu_beam),
+            bleu_difference(&b.beam_output, &s.greedy_output, refs).map(|d| (d, 0.0)),
         ),
-        _ => claim("Seq-KD student with greedy search ≥ baseline student with beam search", None, missing()),
+        _ => claim(text, None, missing(), None),
     }
+    let text = "Seq-KD student barely needs beam search (beam − greedy ≤ 0.3 BLEU)";
     match seq_kd {
         Some(s) => claim(
-            "Seq-KD student barely needs beam search (beam − greedy ≤ 0.3 BLEU)",
+            text,
             Some(s.bleu_beam - s.bleu_greedy <= 0.3),
             format!(
                 "beam {:.2} − greedy {:.2} = {:+.2}",
@@ -50,13 +84,15 @@ pub fn claims(evals: &[Evaluation]) -> Vec<Claim> {
                 s.bleu_greedy,
                 s.bleu_beam - s.bleu_greedy
             ),
+            bleu_difference(&s.greedy_output, &s.beam_output, refs).map(|d| (d, 0.3)),
         ),
-        None => claim("Seq-KD student barely needs beam search (beam − greedy ≤ 0.3 BLEU)", None, missing()),
+        None => claim(text, None, missing(), None),
     }
+    let text = "the best student is within 1.0 BLEU of the teacher (beam)";
     let best = students().max_by(|a, b| a.bleu_beam.total_cmp(&b.bleu_beam));
     match (best, teacher) {
         (Some(s), Some(t)) => claim(
-            "the best student is within 1.0 BLEU of the teacher (beam)",
+            text,
             Some(s.bleu_beam >= t.bleu_beam - 1.0),
             format!(
                 "{} {:.2} vs teacher {:.2} ({:+.2})",
@@ -65,41 +101,38 @@ pub fn claims(evals: &[Evaluation]) -> Vec<Claim> {
                 t.bleu_beam,
                 s.bleu_beam - t.bleu_beam
             ),
+            bleu_difference(&t.beam_output, &s.beam_output, refs).map(|d| (d, -1.0)),
         ),
-        _ => claim("the best student is within 1.0 BLEU of the teacher (beam)", None, missing()),
+        _ => claim(text, None, missing(), None),
     }
+    let text = "Seq-KD student with greedy search is ≥ 10× faster than the teacher with beam search";
     match (seq_kd, teacher) {
         (Some(s), Some(t)) => {
             let ratio = s.words_per_s_greedy / t.words_per_s_beam.max(1e-9);
             claim(
-                "Seq-KD student with greedy search is ≥ 10× faster than the teacher with beam search",
+                text,
                 Some(ratio >= 10.0),
                 format!(
                     "{:.0} vs {:.0} source words/s ({ratio:.1}×)",
                     s.words_per_s_greedy, t.words_per_s_beam
                 ),
+                None,
             )
         }
-        _ => claim(
-            "Seq-KD student with greedy search is ≥ 10× faster than the teacher with beam search",
-            None,
-            missing(),
-        ),
+        _ => claim(text, None, missing(), None),
     }
+    let text = "Seq-KD puts much more probability on its beam output than the baseline (p(t=ŷ) ≥ 2×)";
     match (seq_kd, baseline) {
         (Some(s), Some(b)) => {
             let ratio = s.mode_mass / b.mode_mass.max(1e-12);
             claim(
-                "Seq-KD puts much more probability on its beam output than the baseline (p(t=ŷ) ≥ 2×)",
+                text,
                 Some(ratio >= 2.0),
                 format!("{} vs {} ({ratio:.1}×)", percent(s.mode_mass), percent(b.mode_mass)),
+                None,
             )
         }
-        _ => claim(
-            "Seq-KD puts much more probability on its beam output than the baseline (p(t=ŷ) ≥ 2×)",
-            None,
-            missing(),
-        ),
+        _ => claim(text, None, missing(), None),
     }
     out
 }
@@ -134,14 +167,21 @@ fn label(name: &str) -> String {
     }
 }
 
-/// Writes the report files into `out` and returns the Markdown.
-pub fn write(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> Result<String, TrainError> {
-    let md = markdown(out, cfg, evals);
+/// Writes the report files into `out` and returns the Markdown; `refs` are the test references
+/// (see [`claims`]).
+pub fn write(
+    out: &Path,
+    cfg: &PipelineConfig,
+    evals: &[Evaluation],
+    refs: &[String],
+) -> Result<String, TrainError> {
+    let claims = claims(evals, refs);
+    let md = markdown(out, cfg, evals, &claims);
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| TrainError::Io { path, source }
     };
-    let json = serde_json::json!({ "models": evals, "claims": claims(evals) });
+    let json = serde_json::json!({ "models": evals, "claims": claims });
     for (file, bytes) in [
         ("report.md", md.clone().into_bytes()),
         ("report.json", serde_json::to_vec_pretty(&json).expect("serializable")),
@@ -154,7 +194,7 @@ pub fn write(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> Result<S
     Ok(md)
 }
 
-fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
+fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation], claims: &[Claim]) -> String {
     let mut md = String::new();
     let baseline = evals.iter().find(|e| e.name == Row::Baseline.name());
     let teacher = evals.iter().find(|e| e.name == TEACHER);
@@ -220,13 +260,23 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation]) -> String {
     }
     let _ = writeln!(md, "\n## The paper's claims in this run\n");
     let _ = writeln!(md, "| Claim | Held | Evidence |\n|---|---|---|");
-    for c in claims(evals) {
+    for c in claims {
         let held = match c.held {
             Some(true) => "yes",
             Some(false) => "**no**",
             None => "—",
         };
-        let _ = writeln!(md, "| {} | {held} | {} |", c.claim, c.evidence);
+        let noise = if c.clear_of_noise == Some(false) { " (within noise)" } else { "" };
+        let _ = writeln!(md, "| {} | {held}{noise} | {} |", c.claim, c.evidence);
+    }
+    if claims.iter().any(|c| c.interval.is_some()) {
+        let _ = writeln!(
+            md,
+            "\nThe BLEU claims are decided on the whole test set; each interval is the 95% paired bootstrap \
+             interval of the compared difference ({DEFAULT_RESAMPLES} resamples of the test sentences, Koehn 2004). \
+             \"Within noise\": the interval straddles the claim's threshold, so another test set of this size \
+             could decide the claim the other way."
+        );
     }
     let _ = writeln!(
         md,
@@ -386,10 +436,68 @@ mod tests {
             eval("baseline", 27.0, 28.0, 2000.0, 500.0, 0.02),
             eval("seq-kd", 29.0, 29.2, 1500.0, 400.0, 0.10),
         ];
-        let held: Vec<Option<bool>> = claims(&evals).iter().map(|c| c.held).collect();
+        let held: Vec<Option<bool>> = claims(&evals, &[]).iter().map(|c| c.held).collect();
         // 29.0 ≥ 28.0; 0.2 ≤ 0.3; 29.2 < 31.0 − 1.0; 1500/100 = 15×; 0.10/0.02 = 5×.
         assert_eq!(held, vec![Some(true), Some(true), Some(false), Some(true), Some(true)]);
-        let held: Vec<Option<bool>> = claims(&evals[..2]).iter().map(|c| c.held).collect();
+        let held: Vec<Option<bool>> = claims(&evals[..2], &[]).iter().map(|c| c.held).collect();
         assert_eq!(held, vec![None, None, Some(false), None, None]);
+        assert!(claims(&evals, &[]).iter().all(|c| c.interval.is_none()), "no translations, no intervals");
+    }
+
+    #[test]
+    fn bleu_claims_carry_their_bootstrap_interval() {
+        let refs: Vec<String> = ["a dog runs in the park", "two men play chess", "a girl reads a book"]
+            .map(String::from)
+            .to_vec();
+        let lines = |v: [&str; 3]| v.map(String::from).to_vec();
+        let with = |name: &str, greedy: [&str; 3], beam: [&str; 3]| {
+            let corpus =
+                |h: &[String]| seqkd_text::metrics::corpus_bleu(h, &refs, &BleuConfig::default()).unwrap();
+            let (greedy, beam) = (lines(greedy), lines(beam));
+            Evaluation {
+                name: name.into(),
+                bleu_greedy: corpus(&greedy).score,
+                bleu_beam: corpus(&beam).score,
+                greedy_output: greedy,
+                beam_output: beam,
+                ..Default::default()
+            }
+        };
+        let exact = ["a dog runs in the park", "two men play chess", "a girl reads a book"];
+        let evals = vec![
+            with(TEACHER, exact, exact),
+            with("baseline", ["a dog is running", "two men play", "a girl reads"], exact),
+            // Beam search gains on one sentence only: the gap is real here but could be an
+            // accident of the test set.
+            with(
+                "seq-kd",
+                ["a dog runs in the park", "two men are playing chess", "a girl reads a book"],
+                exact,
+            ),
+        ];
+        let c = claims(&evals, &refs);
+        let gap = &c[1];
+        let d = paired_bootstrap_bleu(
+            &evals[2].greedy_output,
+            &evals[2].beam_output,
+            &refs,
+            &BleuConfig::default(),
+            DEFAULT_RESAMPLES,
+            BOOTSTRAP_SEED,
+        )
+        .unwrap();
+        assert_eq!(gap.interval, Some([d.low, d.high]));
+        assert_eq!(gap.held, Some(false));
+        assert!(d.low <= 0.3 && d.high > 0.3, "{d:?}");
+        assert_eq!(gap.clear_of_noise, Some(false));
+        assert!(
+            gap.evidence.contains(&format!("95% interval {:+.2} … {:+.2}", d.low, d.high)),
+            "{}",
+            gap.evidence
+        );
+        // The best student equals the teacher on every sentence: a zero-width interval at 0.
+        assert_eq!(c[2].interval, Some([0.0, 0.0]));
+        assert_eq!((c[2].held, c[2].clear_of_noise), (Some(true), Some(true)));
+        assert!(c[3].interval.is_none() && c[4].interval.is_none());
     }
 }

@@ -1,5 +1,6 @@
 //! Translation metrics, identical to sacrebleu 2.6.0: BLEU (corpus and sentence level, all four
-//! smoothing methods, tokenizers `13a`, `intl`, `char`, `none`) and chrF / chrF++.
+//! smoothing methods, tokenizers `13a`, `intl`, `char`, `none`) and chrF / chrF++; and the paired
+//! bootstrap interval of a BLEU difference (`bootstrap`).
 //!
 //! "Identical" means the same numbers to the last bit on the same platform (same float operations
 //! in the same order, same C library `exp`/`log`), the same signatures, the same printed lines and
@@ -29,6 +30,7 @@
 //! point by code point against Python in `tests/metrics_golden.rs`.
 
 pub mod bleu;
+pub mod bootstrap;
 pub mod chrf;
 mod ngrams;
 pub mod pystr;
@@ -41,6 +43,7 @@ pub use bleu::{
     corpus_bleu, corpus_bleu_multi, sentence_bleu, sentence_bleu_grouped_par, sentence_bleu_par, BleuConfig,
     BleuReference, BleuScore, BleuStats, SentenceBleu, Smoothing, MAX_NGRAM_ORDER,
 };
+pub use bootstrap::{paired_bootstrap_bleu, BleuDifference};
 pub use chrf::{corpus_chrf, corpus_chrf_multi, sentence_chrf, ChrfConfig, ChrfScore, ChrfScorer};
 pub use tokenize::{tokenize, Preprocessor, TokenizeKind};
 
