@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::ValueEnum;
 use seqkd_text::corpus::{read_lines, LineLimits};
 use seqkd_text::metrics::{
-    bootstrap::DEFAULT_RESAMPLES, corpus_bleu_multi, corpus_chrf_multi, paired_bootstrap_bleu, BleuConfig,
-    ChrfConfig, MetricScore, Smoothing, TokenizeKind,
+    bootstrap::{DEFAULT_RESAMPLES, DEFAULT_SEED},
+    corpus_bleu_multi, corpus_chrf_multi, paired_bootstrap_bleu, BleuConfig, ChrfConfig, MetricScore,
+    Smoothing, TokenizeKind,
 };
 
 use super::Format;
@@ -59,7 +60,7 @@ pub struct Args {
     #[arg(long, default_value_t = DEFAULT_RESAMPLES)]
     pub resamples: usize,
     /// Seed of the bootstrap's resampling.
-    #[arg(long, default_value_t = 12345)]
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
 }
 

@@ -666,7 +666,8 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             // The translations are kept beside the JSON; the report's bootstrap intervals need
             // them. Missing ones, or ones of another length, only leave those intervals out.
             let kept = |file: PathBuf| {
-                let lines = read_lines(&file, &LineLimits::default()).ok();
+                let any_line = LineLimits { max_chars: usize::MAX, allow_empty: true };
+                let lines = read_lines(&file, &any_line).ok();
                 lines.filter(|l| l.len() == test.tgt.len()).unwrap_or_default()
             };
             e.greedy_output = kept(path.with_extension("greedy.txt"));

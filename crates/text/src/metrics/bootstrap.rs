@@ -14,6 +14,10 @@ use crate::splitmix::SplitMix64;
 /// sacrebleu's default number of resamples (`--paired-bs-n`).
 pub const DEFAULT_RESAMPLES: usize = 1000;
 
+/// The seed reports and `seqkd score --against` use unless told otherwise (sacrebleu's default
+/// `SACREBLEU_SEED`), so that an interval is reproducible.
+pub const DEFAULT_SEED: u64 = 12345;
+
 /// BLEU(b) − BLEU(a) on the whole test set, and its 95% bootstrap interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BleuDifference {
