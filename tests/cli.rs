@@ -756,6 +756,13 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
     assert!(!refused.status.success());
     assert!(why.contains("distill/seq-kd.tgt: it belongs to a different job"), "{why}");
     assert!(why.contains("beam=3") && why.contains("beam=4"), "{why}");
+    // Without its job record (written by hand, or copied in without it) a corpus cannot be
+    // checked: it is used as it is, and the log says so.
+    std::fs::remove_file(a.join("distill/seq-kd.tgt.job")).unwrap();
+    let taken = run(&a);
+    let log = stderr(&taken);
+    assert!(taken.status.success(), "{log}");
+    assert!(log.contains("distill/seq-kd.tgt has no job record"), "{log}");
 }
 
 fn completed_steps(model_dir: &Path) -> i64 {

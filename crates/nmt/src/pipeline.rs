@@ -481,6 +481,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         let job = seq_kd::job(&teacher_dir, srcs, true, &decode)?;
         let done = distill::finished(&seq_kd_corpus.1, &job, srcs.len(), &pass_opts)?;
         stage("distill: Seq-KD corpus (teacher beam search over the training source)", done);
+        note_unrecorded(done, &seq_kd_corpus.1, &pass_opts);
         if !done {
             teacher_once(&mut loaded_teacher)?;
             let t = loaded_teacher.as_ref().expect("loaded");
@@ -504,6 +505,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         let job = seq_inter::job(&teacher_dir, srcs, refs, &decode)?;
         let done = distill::finished(&seq_inter_corpus.1, &job, n, &pass_opts)?;
         stage("distill: Seq-Inter corpus (teacher K-best, closest to the reference)", done);
+        note_unrecorded(done, &seq_inter_corpus.1, &pass_opts);
         if !done {
             write_lines(&seq_inter_corpus.0, srcs)?;
             write_lines(&run.distill("seq-inter.ref"), refs)?;
@@ -779,6 +781,19 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), TrainError> {
 fn set_threads(threads: i64) {
     if threads > 0 {
         tch::set_num_threads(threads as i32);
+    }
+}
+
+/// A finished teacher output without a job record (copied in without it, or written by hand) is
+/// used as it is; say so, since nothing ties it to this teacher and these settings.
+fn note_unrecorded(done: bool, out: &Path, opts: &PassOptions) {
+    let path = opts.shard.output_path(out);
+    if done && !seqkd_text::resumable::JobRecord::path(&path).exists() {
+        eprintln!(
+            "[pipeline] note: {} has no job record, so it cannot be checked against this teacher and its \
+             settings; it is used as it is",
+            path.display()
+        );
     }
 }
 
