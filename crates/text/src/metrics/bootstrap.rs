@@ -14,8 +14,12 @@ use crate::splitmix::SplitMix64;
 /// sacrebleu's default number of resamples (`--paired-bs-n`).
 pub const DEFAULT_RESAMPLES: usize = 1000;
 
-/// The seed reports and `seqkd score --against` use unless told otherwise (sacrebleu's default
-/// `SACREBLEU_SEED`), so that an interval is reproducible.
+/// Below 40 resamples the 1/40 quantiles are the extremes, not a 95% interval.
+pub const MIN_RESAMPLES: usize = 40;
+
+/// The seed reports and `seqkd score --against` use unless told otherwise, so that an interval is
+/// reproducible. (The number is sacrebleu's default `SACREBLEU_SEED`; the resamples still differ
+/// from sacrebleu's, which numpy draws.)
 pub const DEFAULT_SEED: u64 = 12345;
 
 /// BLEU(b) − BLEU(a) on the whole test set, and its 95% bootstrap interval.
@@ -28,10 +32,16 @@ pub struct BleuDifference {
 }
 
 impl BleuDifference {
-    /// Whether the whole interval lies on one side of `threshold` (the difference is then not an
-    /// accident of which sentences the test set happens to hold).
+    /// Whether the whole interval lies on the same side of `threshold` as the difference itself
+    /// (`delta >= threshold` counts as above): the comparison is then not an accident of which
+    /// sentences the test set happens to hold. (A skewed bootstrap can put the interval beside
+    /// `delta`; that is not clear.)
     pub fn clear_of(&self, threshold: f64) -> bool {
-        self.low > threshold || self.high < threshold
+        if self.delta >= threshold {
+            self.low > threshold
+        } else {
+            self.high < threshold
+        }
     }
 }
 
@@ -53,8 +63,10 @@ where
     config.validate()?;
     check_streams(a.len(), std::iter::once(refs.len()))?;
     check_streams(b.len(), std::iter::once(refs.len()))?;
-    if resamples == 0 {
-        return Err(MetricsError::InvalidConfig("a bootstrap needs at least one resample".into()));
+    if resamples < MIN_RESAMPLES {
+        return Err(MetricsError::InvalidConfig(format!(
+            "a 95% bootstrap interval needs at least {MIN_RESAMPLES} resamples, not {resamples}"
+        )));
     }
     let mut scorer = SentenceBleu::new(*config)?;
     let mut per_sentence = |hyps: &[&str]| -> Vec<BleuStats> {
@@ -168,16 +180,26 @@ mod tests {
     }
 
     #[test]
+    fn an_interval_beside_the_difference_is_not_clear() {
+        let skewed = BleuDifference { delta: 0.5, low: -0.2, high: 0.4, resamples: 1000 };
+        assert!(!skewed.clear_of(0.45), "delta above the threshold, interval below it");
+        assert!(!skewed.clear_of(0.0));
+        let below = BleuDifference { delta: -0.5, low: -0.9, high: -0.1, resamples: 1000 };
+        assert!(below.clear_of(0.0) && !below.clear_of(-0.3));
+    }
+
+    #[test]
     fn bad_input_is_an_error() {
         let cfg = BleuConfig::default();
         assert_eq!(
             paired_bootstrap_bleu(&WEAK[..5], &REFS, &REFS, &cfg, 10, 1),
             Err(MetricsError::LengthMismatch { hyps: 5, refs: 6 })
         );
-        assert!(matches!(
-            paired_bootstrap_bleu(&WEAK, &REFS, &REFS, &cfg, 0, 1),
-            Err(MetricsError::InvalidConfig(_))
-        ));
+        for too_few in [0, MIN_RESAMPLES - 1] {
+            let err = paired_bootstrap_bleu(&WEAK, &REFS, &REFS, &cfg, too_few, 1).unwrap_err();
+            assert!(err.to_string().contains("at least 40 resamples"), "{err}");
+        }
+        assert!(paired_bootstrap_bleu(&WEAK, &REFS, &REFS, &cfg, MIN_RESAMPLES, 1).is_ok());
         let none: [&str; 0] = [];
         assert_eq!(paired_bootstrap_bleu(&none, &none, &none, &cfg, 10, 1), Err(MetricsError::EmptyCorpus));
     }
