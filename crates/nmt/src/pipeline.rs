@@ -1211,5 +1211,15 @@ mod tests {
         assert_eq!((seed2.student.train.seed, small.student.train.seed), (2, 1));
         seed2.student.train.seed = small.student.train.seed;
         assert_eq!(toml::to_string(&seed2).unwrap(), toml::to_string(&small).unwrap());
+        // The small run's Seq-KD student with its layers moved from the encoder to the decoder.
+        let mut deep = PipelineConfig::load(&configs.join("multi30k-kd-small-deep-decoder.toml")).unwrap();
+        assert_eq!(deep.rows, vec![Row::SeqKd]);
+        let layers = |r: &Recipe| match &r.model {
+            ModelConfig::Transformer(t) => (t.encoder_layers, t.decoder_layers),
+            ModelConfig::Lstm(_) => unreachable!("Transformer students"),
+        };
+        assert_eq!((layers(&deep.student), layers(&small.student)), ((1, 2), (2, 1)));
+        (deep.rows, deep.student.model) = (small.rows.clone(), small.student.model.clone());
+        assert_eq!(toml::to_string(&deep).unwrap(), toml::to_string(&small).unwrap());
     }
 }
