@@ -66,7 +66,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // System outputs may contain empty translations, and scoring never rejects a long line.
-    let limits = LineLimits { max_chars: usize::MAX, allow_empty: true };
+    let limits = LineLimits::ANY_LINE;
     let hyps = read_lines(&args.hyp, &limits)?;
     let refs = args.refs.iter().map(|r| read_lines(r, &limits)).collect::<Result<Vec<_>, _>>()?;
     let streams: Vec<&[String]> = refs.iter().map(Vec::as_slice).collect();

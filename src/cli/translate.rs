@@ -67,7 +67,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(!args.int8 || args.engine == Engine::Native, "--int8 needs --engine native");
-    let limits = LineLimits { max_chars: usize::MAX, allow_empty: true };
+    let limits = LineLimits::ANY_LINE;
     let read_input = || -> anyhow::Result<Vec<String>> {
         Ok(match &args.input {
             Some(path) => read_lines(path, &limits)?,

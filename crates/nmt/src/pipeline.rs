@@ -479,10 +479,10 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         let decode = decode_with(cfg.distill.seq_kd_beam);
         // A finished corpus is reused only if its job record matches this teacher, source and beam.
         let job = seq_kd::job(&teacher_dir, srcs, true, &decode)?;
-        let done = distill::finished(&seq_kd_corpus.1, &job, srcs.len(), &pass_opts)?;
-        stage("distill: Seq-KD corpus (teacher beam search over the training source)", done);
-        note_unrecorded(done, &seq_kd_corpus.1, &pass_opts);
-        if !done {
+        let found = distill::finished(&seq_kd_corpus.1, &job, srcs.len(), &pass_opts)?;
+        stage("distill: Seq-KD corpus (teacher beam search over the training source)", found.is_some());
+        note_unrecorded(found, &seq_kd_corpus.1, &pass_opts);
+        if found.is_none() {
             teacher_once(&mut loaded_teacher)?;
             let t = loaded_teacher.as_ref().expect("loaded");
             let stats =
@@ -503,10 +503,10 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         let decode = decode_with(cfg.distill.seq_inter_beam);
         // Reused only if its job record matches, as the Seq-KD corpus.
         let job = seq_inter::job(&teacher_dir, srcs, refs, &decode)?;
-        let done = distill::finished(&seq_inter_corpus.1, &job, n, &pass_opts)?;
-        stage("distill: Seq-Inter corpus (teacher K-best, closest to the reference)", done);
-        note_unrecorded(done, &seq_inter_corpus.1, &pass_opts);
-        if !done {
+        let found = distill::finished(&seq_inter_corpus.1, &job, n, &pass_opts)?;
+        stage("distill: Seq-Inter corpus (teacher K-best, closest to the reference)", found.is_some());
+        note_unrecorded(found, &seq_inter_corpus.1, &pass_opts);
+        if found.is_none() {
             write_lines(&seq_inter_corpus.0, srcs)?;
             write_lines(&run.distill("seq-inter.ref"), refs)?;
             teacher_once(&mut loaded_teacher)?;
@@ -668,8 +668,7 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
             // The translations are kept beside the JSON; the report's bootstrap intervals need
             // them. Missing ones, or ones of another length, only leave those intervals out.
             let kept = |file: PathBuf| {
-                let any_line = LineLimits { max_chars: usize::MAX, allow_empty: true };
-                let lines = read_lines(&file, &any_line).ok();
+                let lines = read_lines(&file, &LineLimits::ANY_LINE).ok();
                 lines.filter(|l| l.len() == test.tgt.len()).unwrap_or_default()
             };
             e.greedy_output = kept(path.with_extension("greedy.txt"));
@@ -786,9 +785,9 @@ fn set_threads(threads: i64) {
 
 /// A finished teacher output without a job record (copied in without it, or written by hand) is
 /// used as it is; say so, since nothing ties it to this teacher and these settings.
-fn note_unrecorded(done: bool, out: &Path, opts: &PassOptions) {
-    let path = opts.shard.output_path(out);
-    if done && !seqkd_text::resumable::JobRecord::path(&path).exists() {
+fn note_unrecorded(found: Option<distill::Finished>, out: &Path, opts: &PassOptions) {
+    if found == Some(distill::Finished::Unrecorded) {
+        let path = opts.shard.output_path(out);
         eprintln!(
             "[pipeline] note: {} has no job record, so it cannot be checked against this teacher and its \
              settings; it is used as it is",

@@ -31,6 +31,12 @@ impl Default for LineLimits {
     }
 }
 
+impl LineLimits {
+    /// For text to translate or score rather than train on: empty lines (empty translations) and
+    /// lines of any length are fine.
+    pub const ANY_LINE: Self = Self { max_chars: usize::MAX, allow_empty: true };
+}
+
 /// What is wrong with one line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

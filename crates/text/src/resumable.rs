@@ -249,19 +249,22 @@ fn remove_if_present(path: &Path) -> Result<(), ResumableError> {
 }
 
 /// For an output that exists: checks that `job` made it, and removes what a run killed between its
-/// last rename and its clean-up left behind. Errors when another job made it.
-pub fn check_complete(out: &Path, job: &str) -> Result<(), ResumableError> {
-    if let Some(record) = JobRecord::read(out)? {
+/// last rename and its clean-up left behind. Errors when another job made it; returns whether a
+/// job record vouched for it (false: an output without one, taken as it is).
+pub fn check_complete(out: &Path, job: &str) -> Result<bool, ResumableError> {
+    let record = JobRecord::read(out)?;
+    if let Some(record) = &record {
         if record.job != job {
             return Err(ResumableError::OtherJob {
                 path: out.into(),
-                found: record.job,
+                found: record.job.clone(),
                 expected: job.into(),
             });
         }
     }
     remove_if_present(&sibling(out, ".progress"))?;
-    remove_if_present(&sibling(out, ".partial"))
+    remove_if_present(&sibling(out, ".partial"))?;
+    Ok(record.is_some())
 }
 
 /// Which contiguous part of a corpus one process handles: `--shard i/N`.
@@ -392,7 +395,7 @@ mod tests {
         assert_eq!(w.chunks_done(), 1);
         w.append_chunk(b"c\nd\n").unwrap();
         w.finish(b"", &JobRecord { job: "job".into(), first: 0, end: 4, total: 4 }).unwrap();
-        check_complete(&out, "job").unwrap();
+        assert!(check_complete(&out, "job").unwrap(), "its record vouches for it");
         assert!(check_complete(&out, "other job").is_err());
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "a\nb\nc\nd\n");
         assert!(!sibling(&out, ".progress").exists());

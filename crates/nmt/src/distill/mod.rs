@@ -143,16 +143,30 @@ fn pass_job(job: &str, n: usize, opts: &PassOptions) -> String {
     format!("{job}; sentences={n}; chunk={}; shard={}", opts.chunk_sentences, opts.shard)
 }
 
-/// Whether this shard's output of the `n`-sentence pass `job` is finished (false: absent, to be run).
+/// A finished pass output, as [`finished`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// Its job record matches the job.
+    Checked,
+    /// It has no job record (written by hand, or copied in without it): taken as it is.
+    Unrecorded,
+}
+
+/// Whether this shard's output of the `n`-sentence pass `job` is finished (None: absent, to be run).
 /// A finished output written by another job is refused. Needs no teacher loaded, so a rerun of a
 /// finished run checks its corpora without decoding anything.
-pub fn finished(out: &Path, job: &str, n: usize, opts: &PassOptions) -> Result<bool, DistillError> {
+pub fn finished(
+    out: &Path,
+    job: &str,
+    n: usize,
+    opts: &PassOptions,
+) -> Result<Option<Finished>, DistillError> {
     let path = opts.shard.output_path(out);
     if !path.exists() {
-        return Ok(false);
+        return Ok(None);
     }
-    check_complete(&path, &pass_job(job, n, opts))?;
-    Ok(true)
+    let recorded = check_complete(&path, &pass_job(job, n, opts))?;
+    Ok(Some(if recorded { Finished::Checked } else { Finished::Unrecorded }))
 }
 
 /// What a beam pass over `srcs` is, for its job record: the pass (`what`), teacher weights, source

@@ -69,17 +69,23 @@ where
         )));
     }
     let mut scorer = SentenceBleu::new(*config)?;
-    let mut per_sentence = |hyps: &[&str]| -> Vec<BleuStats> {
-        hyps.iter().zip(refs).map(|(h, r)| scorer.stats(h, r.as_ref())).collect()
-    };
-    let stats_a = per_sentence(&a.iter().map(AsRef::as_ref).collect::<Vec<_>>());
-    let stats_b = per_sentence(&b.iter().map(AsRef::as_ref).collect::<Vec<_>>());
+    let stats_a = sentence_stats(&mut scorer, a, refs);
+    let stats_b = sentence_stats(&mut scorer, b, refs);
     let all: Vec<usize> = (0..refs.len()).collect();
     let delta = difference(&stats_a, &stats_b, &all, config);
     let mut diffs = resampled_differences(&stats_a, &stats_b, config, resamples, seed);
     diffs.sort_by(f64::total_cmp);
     let lower = resamples / 40;
     Ok(BleuDifference { delta, low: diffs[lower], high: diffs[resamples - lower - 1], resamples })
+}
+
+/// Each sentence's BLEU statistics.
+fn sentence_stats<H: AsRef<str>, R: AsRef<str>>(
+    scorer: &mut SentenceBleu,
+    hyps: &[H],
+    refs: &[R],
+) -> Vec<BleuStats> {
+    hyps.iter().zip(refs).map(|(h, r)| scorer.stats(h.as_ref(), r.as_ref())).collect()
 }
 
 /// BLEU(b) − BLEU(a) on the sentences `picked` (repeats count again).
