@@ -1,6 +1,6 @@
 """PyTorch reference for `seqkd bench`: the same Transformer, the same batch, the same timed work.
 
-It mirrors `src/cli/bench.rs` (which runs it as a subprocess and prints seqkd/PyTorch ratios) and the
+It mirrors `crates/nmt/src/bench/speed.rs` (`seqkd bench` runs it as a subprocess and prints seqkd/PyTorch ratios) and the
 definition in shared/notes/frameworks.md:
 
 * Model: pre-norm Transformer encoder-decoder, d_model 256, 4 heads, FFN 1024, 3+3 layers, dropout 0.1,

@@ -478,8 +478,9 @@ fn seq_kd_killed_and_rerun_and_sharded_all_equal_the_uninterrupted_output() {
 #[test]
 fn word_kd_from_a_full_top_k_store_equals_the_live_teacher_and_trains() {
     use seqkd_nmt::batch::Batch;
-    use seqkd_nmt::distill::word_kd::{WordKd, WordKdConfig};
-    use seqkd_nmt::train::LoadedModel;
+    use seqkd_nmt::config::WordKdConfig;
+    use seqkd_nmt::distill::word_kd::WordKd;
+    use seqkd_nmt::model_dir::LoadedModel;
 
     let dir = tempfile::tempdir().unwrap();
     let teacher = tiny_teacher(dir.path(), "teacher", 20);
@@ -772,8 +773,8 @@ fn completed_steps(model_dir: &Path) -> i64 {
 #[test]
 fn pruned_model_is_compact_decodes_like_the_masked_model_and_stays_pruned_while_retraining() {
     use seqkd_nmt::decode::Translator;
+    use seqkd_nmt::model_dir::{load_dense, LoadedModel};
     use seqkd_nmt::prune::{Masks, PruneScheme};
-    use seqkd_nmt::train::{load_dense, LoadedModel};
 
     let dir = tempfile::tempdir().unwrap();
     let m = tiny_teacher(dir.path(), "m", 20);
@@ -820,14 +821,14 @@ fn pruned_model_is_compact_decodes_like_the_masked_model_and_stays_pruned_while_
         let (tensors, _) = load_dense(&retrained.join(file), device).unwrap();
         let (_, masks) = load_dense(&pruned.join("model.safetensors"), device).unwrap();
         assert!(!masks.is_empty());
-        for (name, keep) in &masks.masks {
+        for (name, keep) in &masks {
             let w = &tensors[&format!("model.{name}")];
             let leaked = w.masked_select(&keep.logical_not()).abs().sum(tch::Kind::Float).double_value(&[]);
             assert_eq!(leaked, 0.0, "{file}: pruned weights of {name} moved");
         }
         // ...while the kept ones did train.
         let (before, _) = load_dense(&pruned.join("model.safetensors"), device).unwrap();
-        let moved = masks.masks.iter().any(|(name, _)| {
+        let moved = masks.iter().any(|(name, _)| {
             let key = format!("model.{name}");
             !tensors[&key].equal(&before[&key])
         });

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{ensure, Context};
-use seqkd_nmt::train::{checkpoint, step_checkpoints};
+use seqkd_nmt::checkpoint;
+use seqkd_nmt::model_dir::step_checkpoints;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -1,31 +1,12 @@
 //! `seqkd bench-kd --teacher DIR --src FILE --tgt FILE`: what distillation costs, measured with a
-//! real teacher on real data, every comparison inside this one process.
-//!
-//! 1. The Seq-KD teacher pass: beam 5 over `--sentences` training sources, batched (as `seqkd
-//!    distill seq-kd` runs it) against one sentence at a time, in sentences/s.
-//! 2. The stored top-k file for those sentences: time, and bytes per target position; the size for
-//!    the whole corpus follows from its token count.
-//! 3. Student training speed (target tokens/s) on the same batches: plain cross-entropy, Word-KD
-//!    from the stored top-k, and Word-KD with the live teacher.
+//! real teacher on real data (see `seqkd_nmt::bench::kd`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::Context;
-use tch::nn;
 
-use seqkd_nmt::batch::Batch;
-use seqkd_nmt::config::{DecodeConfig, OptimizerKind};
-use seqkd_nmt::decode::Translator;
-use seqkd_nmt::distill::word_kd::{write_topk_store, TopkOptions, WordKd, WordKdConfig};
-use seqkd_nmt::distill::PassOptions;
-use seqkd_nmt::loss::label_smoothed_nll;
-use seqkd_nmt::model::{Model, ModelConfig, Seq2Seq, TransformerConfig};
-use seqkd_nmt::train::optim::Optimizer;
-use seqkd_nmt::train::LoadedModel;
-use seqkd_text::batching::{BatchConfig, Batcher};
-use seqkd_text::corpus::{read_parallel, LineLimits};
+use seqkd_nmt::bench::kd::{self, Options};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -55,131 +36,20 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    tch::set_num_threads(args.threads);
-    let device = seqkd_nmt::Device::Cpu;
-    let teacher = LoadedModel::load(&args.teacher, device, None)
-        .with_context(|| format!("loading the teacher from {}", args.teacher.display()))?;
-    let mut corpus = read_parallel(&args.src, &args.tgt, &LineLimits::default())?;
-    corpus.src.truncate(args.sentences);
-    corpus.tgt.truncate(args.sentences);
-    let n = corpus.src.len();
-    println!(
-        "# seqkd bench-kd: teacher {} on {n} pairs of {}, {} thread(s)\n",
-        args.teacher.display(),
-        args.src.display(),
-        args.threads
-    );
-
-    // 1) The Seq-KD teacher pass, batched against one sentence at a time.
-    let decode = DecodeConfig { beam_size: 5, ..teacher.config.decode.clone() };
-    let translator = Translator { model: &teacher.model, vocab: &teacher.vocab, cfg: decode, device };
-    let start = Instant::now();
-    translator.translate(&corpus.src, 1, |_| {})?;
-    let batched = n as f64 / start.elapsed().as_secs_f64();
-    let single_n = args.single.min(n);
-    let start = Instant::now();
-    for s in &corpus.src[..single_n] {
-        translator.translate(std::slice::from_ref(s), 1, |_| {})?;
-    }
-    let single = single_n as f64 / start.elapsed().as_secs_f64();
-    println!("| Seq-KD teacher pass (beam 5) | sentences/s |\n|---|---:|");
-    println!("| batched ({} padded source tokens per batch) | {batched:.1} |", translator.cfg.batch_tokens);
-    println!("| one sentence at a time ({single_n} sentences) | {single:.1} |");
-    println!("| batched / one at a time | {:.1}× |\n", batched / single);
-
-    // 2) The stored top-k file.
-    let dir = args
-        .work_dir
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("seqkd-bench-kd-{}", std::process::id())));
-    std::fs::create_dir_all(&dir)?;
-    let store_path = dir.join(format!("bench-top{}.bin", args.k));
-    let _ = std::fs::remove_file(&store_path);
-    let topk = TopkOptions { k: args.k, ..Default::default() };
-    let stats = write_topk_store(
-        &teacher,
-        &args.teacher,
-        &corpus.src,
-        &corpus.tgt,
-        &topk,
-        &store_path,
-        &PassOptions::default(),
-    )?;
-    let bytes = std::fs::metadata(&store_path)?.len();
-    let tgt_ids = teacher.vocab.encode_batch(&corpus.tgt)?;
-    let positions: usize = tgt_ids.iter().map(|t| t.len() + 1).sum();
-    println!("| stored top-{} | value |\n|---|---:|", args.k);
-    println!("| teacher-forced pass | {:.1} sentences/s |", stats.sentences_per_second());
-    println!(
-        "| file | {:.2} MB for {positions} target positions ({:.1} bytes each) |\n",
-        bytes as f64 / 1e6,
-        bytes as f64 / positions as f64
-    );
-
-    // 3) Student training: the same batches with each loss.
-    let src_ids = teacher.vocab.encode_batch(&corpus.src)?;
-    let lengths: Vec<(usize, usize)> =
-        src_ids.iter().zip(&tgt_ids).map(|(s, t)| (s.len(), t.len())).collect();
-    let batches =
-        Batcher::new(&lengths, BatchConfig { batch_tokens: 4096, ..Default::default() })?.epoch(1, 0);
-    let student_cfg = ModelConfig::Transformer(TransformerConfig {
-        d_model: 128,
-        n_heads: 4,
-        d_ff: 512,
-        encoder_layers: 2,
-        decoder_layers: 1,
-        ..Default::default()
-    });
-    let stored = WordKd::open(
-        &WordKdConfig { topk: Some(store_path.clone()), ..Default::default() },
-        &teacher.vocab,
-        &tgt_ids,
-        device,
-    )?;
-    let live = WordKd::open(
-        &WordKdConfig { teacher: Some(args.teacher.clone()), ..Default::default() },
-        &teacher.vocab,
-        &tgt_ids,
-        device,
-    )?;
-    let mut speeds = Vec::new();
-    for (name, kd) in [
-        ("cross-entropy (gold)", None),
-        ("Word-KD, stored top-k", Some(&stored)),
-        ("Word-KD, live teacher", Some(&live)),
-    ] {
-        tch::manual_seed(1);
-        let vs = nn::VarStore::new(device);
-        let model = Model::new(&vs.root(), &student_cfg, teacher.vocab.len() as i64);
-        let mut opt = Optimizer::new(vs.variables(), OptimizerKind::Adam, (0.9, 0.98), 1e-9);
-        let (mut tokens, mut secs) = (0i64, 0f64);
-        for (i, rows) in batches.iter().cycle().take(args.steps + 3).enumerate() {
-            let start = Instant::now();
-            let pairs: Vec<(&[u32], &[u32])> =
-                rows.iter().map(|&r| (src_ids[r].as_slice(), tgt_ids[r].as_slice())).collect();
-            let batch = Batch::new(&pairs, device);
-            opt.zero_grad();
-            let logits = model.logits(&batch.src, &batch.tgt_in, true);
-            let loss = match kd {
-                None => label_smoothed_nll(&logits, &batch.tgt_out, 0.1),
-                Some(kd) => kd.loss(&logits, &batch, rows, 0.1),
-            };
-            (&loss / batch.n_tgt_tokens as f64).backward();
-            opt.clip_grad_norm(1.0);
-            opt.step(5e-4);
-            if i >= 3 {
-                tokens += batch.n_tgt_tokens;
-                secs += start.elapsed().as_secs_f64();
-            }
-        }
-        speeds.push((name, tokens as f64 / secs));
-    }
-    println!("| student training (d128, 2+1 layers), same batches | target tokens/s | vs cross-entropy |\n|---|---:|---:|");
-    for (name, speed) in &speeds {
-        println!("| {name} | {speed:.0} | {:.2}× |", speed / speeds[0].1);
-    }
-    if args.work_dir.is_none() {
-        std::fs::remove_dir_all(&dir)?;
-    }
+    let teacher = args.teacher.clone();
+    let opts = Options {
+        teacher: args.teacher,
+        src: args.src,
+        tgt: args.tgt,
+        sentences: args.sentences,
+        single: args.single,
+        steps: args.steps,
+        threads: args.threads,
+        k: args.k,
+        work_dir: args.work_dir,
+    };
+    let tables =
+        kd::run(&opts).with_context(|| format!("measuring distillation with {}", teacher.display()))?;
+    print!("{tables}");
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use seqkd_text::corpus::{check_parallel, LineLimits};
 
-use super::Format;
+use super::format::Format;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -8,7 +8,7 @@ use seqkd_nmt::config::DecodeConfig;
 use seqkd_nmt::distill::topk_store::ProbPrecision;
 use seqkd_nmt::distill::word_kd::{write_topk_store, TopkOptions};
 use seqkd_nmt::distill::{seq_inter, seq_kd, PassOptions, PassStats};
-use seqkd_nmt::train::LoadedModel;
+use seqkd_nmt::model_dir::LoadedModel;
 use seqkd_text::corpus::{read_lines, LineLimits};
 use seqkd_text::resumable::{merge_shards, Shard};
 

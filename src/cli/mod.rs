@@ -7,6 +7,7 @@ mod check_corpus;
 mod demo;
 mod distill;
 mod export;
+mod format;
 mod gen_corpus;
 mod pipeline;
 mod prune;
@@ -18,7 +19,7 @@ mod vocab;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "seqkd", version, about = "Sequence-level knowledge distillation for NMT (Kim & Rush 2016)")]
@@ -61,14 +62,6 @@ enum Command {
     /// Train, apply or invert a joint subword vocabulary.
     #[command(subcommand)]
     Vocab(vocab::Command),
-}
-
-/// Output format shared by the commands that print results.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    #[default]
-    Text,
-    Json,
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -13,7 +13,7 @@ use seqkd_text::metrics::{
     Smoothing, TokenizeKind,
 };
 
-use super::Format;
+use super::format::Format;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Metric {

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use seqkd_nmt::config::Config;
-use seqkd_nmt::train::{train, TrainOptions};
+use seqkd_nmt::student::train;
+use seqkd_nmt::train::TrainOptions;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

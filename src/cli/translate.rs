@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::Context;
 use seqkd_nmt::config::DecodeConfig;
 use seqkd_nmt::decode::{Hypothesis, Translator};
-use seqkd_nmt::train::LoadedModel;
+use seqkd_nmt::model_dir::LoadedModel;
 use seqkd_runtime::translator::Precision;
 use seqkd_text::corpus::{read_lines, LineLimits};
 use seqkd_text::vocab::Vocab;

@@ -1,4 +1,6 @@
-//! `seqkd train --config FILE.toml`: one file with sections `[data] [model] [train] [decode]`.
+//! `seqkd train --config FILE.toml`: one file with sections `[data] [model] [train] [decode]`
+//! and, for Word-KD, `[word_kd]`. Plain data: this module parses and checks settings and imports
+//! no method.
 //!
 //! Every section has defaults (a CPU-sized Transformer recipe); unknown keys are errors, so a typo
 //! never silently falls back to a default. The resolved config is copied into the model directory
@@ -8,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::distill::word_kd::WordKdConfig;
 use crate::model::ModelConfig;
 pub use seqkd_runtime::format::DecodeConfig;
 use seqkd_text::corpus::LengthFilter;
@@ -159,6 +160,66 @@ impl Default for TrainConfig {
     }
 }
 
+/// Word-KD settings: the `[word_kd]` section of a training config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WordKdConfig {
+    /// Weight of the teacher term; the paper uses 0.5 (0 = plain NLL, 1 = teacher only).
+    pub alpha: f64,
+    /// The teacher's distribution is softmax(z / temperature); 1 = the teacher as it is. A stored
+    /// top-k file records the temperature it was made with, and it must match.
+    pub temperature: f64,
+    /// A live teacher: its model directory (it must share the student's vocabulary).
+    pub teacher: Option<PathBuf>,
+    /// Stored teacher distributions (`seqkd distill topk`) for this config's training corpus.
+    pub topk: Option<PathBuf>,
+}
+
+impl Default for WordKdConfig {
+    fn default() -> Self {
+        Self { alpha: 0.5, temperature: 1.0, teacher: None, topk: None }
+    }
+}
+
+impl WordKdConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(format!("word_kd.alpha must be in [0, 1] (got {})", self.alpha));
+        }
+        if self.temperature <= 0.0 || !self.temperature.is_finite() {
+            return Err(format!("word_kd.temperature must be > 0 (got {})", self.temperature));
+        }
+        match (&self.teacher, &self.topk) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => Err("word_kd needs exactly one of word_kd.teacher (a live teacher's model directory) \
+                      or word_kd.topk (a stored top-k file)"
+                .into()),
+        }
+    }
+}
+
+/// Parses `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(name: &str) -> Result<tch::Device, String> {
+    match name {
+        "cpu" => Ok(tch::Device::Cpu),
+        "cuda" => Ok(tch::Device::Cuda(0)),
+        _ => name
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(tch::Device::Cuda)
+            .ok_or_else(|| format!("unknown device '{name}': expected cpu, cuda or cuda:N")),
+    }
+}
+
+/// Makes each relative, non-empty path of `paths` relative to `base` (a config file's directory).
+pub fn resolve_relative<'a>(base: &Path, paths: impl IntoIterator<Item = &'a mut PathBuf>) {
+    for p in paths {
+        if p.is_relative() && !p.as_os_str().is_empty() {
+            *p = base.join(&*p);
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: {source}", .path.display())]
@@ -181,11 +242,7 @@ impl Config {
 
     /// Relative data paths in a config file are relative to the file's directory.
     pub fn resolve_paths(&mut self, base: &Path) {
-        for p in self.paths_mut() {
-            if p.is_relative() {
-                *p = base.join(&*p);
-            }
-        }
+        resolve_relative(base, self.paths_mut());
     }
 
     /// Every file or directory the config names (the unset ones left out).
@@ -220,7 +277,7 @@ impl Config {
         if t.valid_every <= 0 || t.checkpoint_every <= 0 {
             return bad("train.valid_every and train.checkpoint_every must be > 0".into());
         }
-        crate::parse_device(&t.device).map_err(|e| ConfigError::Invalid(format!("train.device: {e}")))?;
+        parse_device(&t.device).map_err(|e| ConfigError::Invalid(format!("train.device: {e}")))?;
         self.decode.validate().map_err(ConfigError::Invalid)?;
         if let Some(kd) = &self.word_kd {
             kd.validate().map_err(ConfigError::Invalid)?;

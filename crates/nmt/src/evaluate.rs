@@ -11,7 +11,9 @@ use seqkd_text::metrics::{corpus_bleu, corpus_chrf, BleuConfig, ChrfConfig};
 
 use crate::config::DecodeConfig;
 use crate::decode::Translator;
-use crate::train::{perplexity, LoadedModel, TrainError};
+use crate::error::Error;
+use crate::model_dir::LoadedModel;
+use crate::train::perplexity;
 
 /// One model's row of the report.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -49,9 +51,9 @@ pub fn evaluate(
     srcs: &[String],
     refs: &[String],
     decode: &DecodeConfig,
-) -> Result<Evaluation, TrainError> {
+) -> Result<Evaluation, Error> {
     let bleu = |hyps: &[String]| corpus_bleu(hyps, refs, &BleuConfig::default()).map(|b| b.score);
-    let run = |beam: usize| -> Result<Vec<crate::decode::Hypothesis>, TrainError> {
+    let run = |beam: usize| -> Result<Vec<crate::decode::Hypothesis>, Error> {
         let hyps = translator(model, decode, beam).translate(srcs, 1, |_| {})?;
         Ok(hyps.into_iter().map(|mut h| h.swap_remove(0)).collect())
     };
@@ -65,13 +67,12 @@ pub fn evaluate(
     let ref_ids = model.vocab.encode_batch(refs)?;
     let pairs: Vec<(&[u32], &[u32])> =
         src_ids.iter().zip(&ref_ids).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
-    let metric = |e: seqkd_text::metrics::MetricsError| TrainError::Other(e.to_string());
     Ok(Evaluation {
         name: name.to_string(),
         params: model.num_nonzero_params(),
-        bleu_greedy: bleu(&greedy_output).map_err(metric)?,
-        bleu_beam: bleu(&beam_output).map_err(metric)?,
-        chrf_beam: corpus_chrf(&beam_output, refs, &ChrfConfig::default()).map_err(metric)?.score,
+        bleu_greedy: bleu(&greedy_output)?,
+        bleu_beam: bleu(&beam_output)?,
+        chrf_beam: corpus_chrf(&beam_output, refs, &ChrfConfig::default())?.score,
         beam_size: decode.beam_size,
         ppl: perplexity(&model.model, &pairs, decode.batch_tokens.max(512), model.vs.device()),
         mode_mass,
@@ -112,7 +113,7 @@ pub fn time_decoding(
     models: &[(LoadedModel, DecodeConfig)],
     srcs: &[String],
     passes: usize,
-) -> Result<Vec<DecodingSpeed>, TrainError> {
+) -> Result<Vec<DecodingSpeed>, Error> {
     let words: usize = srcs.iter().map(|s| s.split_whitespace().count()).sum();
     let mut fastest = vec![[f64::INFINITY; 2]; models.len()];
     for _ in 0..passes.max(1) {

@@ -1,34 +1,45 @@
 //! seqkd-nmt: the tensor side of seqkd, on libtorch through tch.
 //!
-//! Data flow: [`batch`] turns subword ids into padded tensors; [`model`] holds the encoder-decoder
-//! networks behind one narrow [`model::Seq2Seq`] seam; [`loss`] is label-smoothed cross-entropy;
-//! [`train`] runs the optimisation loop with atomic, resumable checkpoints; [`decode`] does batched
-//! greedy and beam search over any `Seq2Seq`; [`distill`] holds the paper's three ways for a teacher
-//! to teach a student (Word-KD, Seq-KD, Seq-Inter).
+//! Data flow, bottom up (each layer imports only the ones below it; `tests/architecture.rs`
+//! checks that no module imports, directly or not, one that imports it):
+//!
+//! - plain data: [`batch`] turns subword ids into padded tensors, [`loss`] is label-smoothed
+//!   cross-entropy, [`model`] holds the encoder-decoder networks behind one narrow
+//!   [`model::Seq2Seq`] seam, [`config`] the training settings, [`table1`] the paper's rows;
+//! - storage: [`checkpoint`] (atomic safetensors), [`model_dir`] (a model directory, compact
+//!   pruned weights), [`error`] (the crate's error type);
+//! - [`decode`]: batched greedy and beam search over any `Seq2Seq`;
+//! - [`train`]: the optimisation loop, with two seams, an objective and a weight constraint;
+//! - the paper's methods on those seams: [`distill`] (Word-KD, Seq-KD, Seq-Inter), [`prune`];
+//!   [`student`] plugs them into the trainer;
+//! - [`evaluate`], [`report`] (Tables 1–3 from a results value) and [`pipeline`] (the experiment
+//!   as a list of resumable stages).
 
 pub mod batch;
+pub mod chart;
 pub mod config;
-pub mod decode;
-pub mod distill;
-pub mod evaluate;
 pub mod loss;
 pub mod model;
-pub mod pipeline;
-pub mod prune;
-pub mod report;
+pub mod table1;
+
+pub mod checkpoint;
+pub mod error;
+pub mod model_dir;
+
+pub mod decode;
 pub mod train;
 
-pub use tch::Device;
+pub mod distill;
+pub mod prune;
+pub mod student;
 
-/// Parses `cpu`, `cuda` or `cuda:N`.
-pub fn parse_device(name: &str) -> Result<Device, String> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        "cuda" => Ok(Device::Cuda(0)),
-        _ => name
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(Device::Cuda)
-            .ok_or_else(|| format!("unknown device '{name}': expected cpu, cuda or cuda:N")),
-    }
-}
+pub mod evaluate;
+pub mod pipeline;
+
+pub mod bench;
+pub mod report;
+
+pub use config::parse_device;
+pub use error::{Error, Result};
+
+pub use tch::Device;

@@ -12,9 +12,9 @@
 //!
 //! Exactly `round(R · n)` weights are removed (ties broken by position, not by a threshold, so the
 //! ratio holds even when many magnitudes are equal). A pruned model directory stores each pruned
-//! matrix compactly in safetensors as `<name>.__mask` (one bit per weight, u8-packed) plus
-//! `<name>.__values` (the kept weights, f32), so its size falls with the ratio; loading restores the
-//! dense tensors, and training keeps the mask (see [`Masks::apply`]).
+//! matrix compactly (see [`crate::model_dir::sparse`]), so its size falls with the ratio; loading
+//! restores the dense tensors, and retraining holds the mask: [`Masks`] is the trainer's weight
+//! constraint.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -22,9 +22,11 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-use seqkd_runtime::format::{MASK_SUFFIX, SHAPE_SUFFIX, VALUES_SUFFIX};
-
-use crate::train::{checkpoint, LoadedModel, TrainError, BEST_FILE, CONFIG_FILE, VOCAB_FILE};
+use crate::checkpoint;
+use crate::error::{io_err, Error};
+use crate::model_dir::sparse::compact;
+use crate::model_dir::{LoadedModel, BEST_FILE, CONFIG_FILE, VOCAB_FILE};
+use crate::train::method::{Start, WeightConstraint};
 
 /// How the pruned weights are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +51,9 @@ impl std::str::FromStr for PruneScheme {
 pub fn is_prunable(t: &Tensor) -> bool {
     t.dim() >= 2
 }
+
+/// Where the masks are kept in a resumable checkpoint.
+const CHECKPOINT_PREFIX: &str = "mask.";
 
 /// Keep-masks (bool, true = kept) of the pruned parameters, by name.
 #[derive(Debug, Default)]
@@ -147,6 +152,18 @@ impl Masks {
         self.masks.is_empty()
     }
 
+    /// The masks of a run's starting point: those saved in its resumable checkpoint, or the
+    /// keep-masks of a pruned model it starts from (none when it starts from a dense model).
+    pub fn at_start(start: Start) -> Masks {
+        match start {
+            Start::Scratch => Masks::default(),
+            Start::Init { masks } => {
+                Masks { masks: masks.iter().map(|(n, m)| (n.clone(), m.shallow_clone())).collect() }
+            }
+            Start::Resumed { checkpoint } => Masks::from_tensors(checkpoint, CHECKPOINT_PREFIX),
+        }
+    }
+
     /// The masks as checkpoint tensors `<prefix><name>` (u8 0/1), for resumable retraining.
     pub fn to_tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
         self.masks.iter().map(|(n, m)| (format!("{prefix}{n}"), m.to_kind(Kind::Uint8))).collect()
@@ -163,81 +180,25 @@ impl Masks {
     }
 }
 
-/// The dense shape of a compactly stored tensor, from its i64 tensor `<name>.__shape`.
-fn shape_of_compact(tensors: &HashMap<String, Tensor>, name: &str) -> Option<Vec<i64>> {
-    let t = tensors.get(&format!("{name}{SHAPE_SUFFIX}"))?;
-    Vec::<i64>::try_from(t).ok()
-}
-
-/// Packs a bool tensor into bytes (bit i of byte i/8 = element i, little-endian bit order).
-fn pack_bits(mask: &Tensor) -> Tensor {
-    let bits: Vec<u8> =
-        Vec::try_from(mask.flatten(0, -1).to_kind(Kind::Uint8).to_device(tch::Device::Cpu)).expect("u8 mask");
-    let mut packed = vec![0u8; bits.len().div_ceil(8)];
-    for (i, &b) in bits.iter().enumerate() {
-        packed[i / 8] |= (b & 1) << (i % 8);
+/// Retraining a pruned model: its pruned weights stay at exactly zero.
+impl WeightConstraint for Masks {
+    fn constrain_grads(&self, vars: &HashMap<String, Tensor>) {
+        self.apply_to_grads(vars);
     }
-    Tensor::from_slice(&packed)
-}
-
-fn unpack_bits(packed: &Tensor, shape: &[i64]) -> Tensor {
-    let bytes: Vec<u8> = Vec::try_from(packed.to_device(tch::Device::Cpu)).unwrap_or_default();
-    let n: i64 = shape.iter().product();
-    let bits: Vec<bool> =
-        (0..n as usize).map(|i| bytes.get(i / 8).is_some_and(|b| (b >> (i % 8)) & 1 == 1)).collect();
-    Tensor::from_slice(&bits).view(shape).to_device(packed.device())
-}
-
-/// The checkpoint tensors of a pruned model, compact: each masked parameter becomes
-/// `<name>.__mask` (packed bits), `<name>.__values` (its kept weights, in order) and
-/// `<name>.__shape`; the others are stored as they are.
-pub fn compact(tensors: &[(String, Tensor)], masks: &Masks, prefix: &str) -> Vec<(String, Tensor)> {
-    let by_name: HashMap<&str, &Tensor> = masks.masks.iter().map(|(n, m)| (n.as_str(), m)).collect();
-    let mut out = Vec::with_capacity(tensors.len() * 3);
-    for (key, t) in tensors {
-        match key.strip_prefix(prefix).and_then(|n| by_name.get(n)) {
-            Some(mask) => {
-                let values = t.masked_select(mask);
-                let shape = Tensor::from_slice(&t.size());
-                out.push((format!("{key}{MASK_SUFFIX}"), pack_bits(mask)));
-                out.push((format!("{key}{VALUES_SUFFIX}"), values));
-                out.push((format!("{key}{SHAPE_SUFFIX}"), shape));
-            }
-            None => out.push((key.clone(), t.shallow_clone())),
+    fn constrain(&self, vars: &HashMap<String, Tensor>) {
+        self.apply(vars);
+    }
+    fn checkpoint_tensors(&self) -> Vec<(String, Tensor)> {
+        self.to_tensors(CHECKPOINT_PREFIX)
+    }
+    /// Compact storage, so a retrained pruned model stays small on disk.
+    fn stored_weights(&self, vars: Vec<(String, Tensor)>, prefix: &str) -> Vec<(String, Tensor)> {
+        if self.is_empty() {
+            vars
+        } else {
+            compact(&vars, &self.masks, prefix)
         }
     }
-    out
-}
-
-/// Replaces compactly stored tensors (see [`compact`]) by their dense form, in place. Returns the
-/// masks found, named without `prefix` (empty for a dense checkpoint). Errors name the tensor whose
-/// parts do not agree.
-pub fn densify(tensors: &mut HashMap<String, Tensor>, prefix: &str) -> Result<Masks, String> {
-    let names: Vec<String> =
-        tensors.keys().filter_map(|k| k.strip_suffix(MASK_SUFFIX).map(str::to_string)).collect();
-    let mut masks = Vec::new();
-    for name in names {
-        let shape = shape_of_compact(tensors, &name).ok_or_else(|| format!("{name}: no {SHAPE_SUFFIX}"))?;
-        let bits = tensors.remove(&format!("{name}{MASK_SUFFIX}")).expect("listed");
-        let values = tensors
-            .remove(&format!("{name}{VALUES_SUFFIX}"))
-            .ok_or_else(|| format!("{name}: no {VALUES_SUFFIX}"))?;
-        tensors.remove(&format!("{name}{SHAPE_SUFFIX}"));
-        let mask = unpack_bits(&bits, &shape);
-        let kept = mask.sum(Kind::Int64).int64_value(&[]);
-        if kept != values.numel() as i64 {
-            return Err(format!(
-                "{name}: the mask keeps {kept} weights but {} values are stored",
-                values.numel()
-            ));
-        }
-        let dense = Tensor::zeros(&shape, (values.kind(), values.device())).masked_scatter(&mask, &values);
-        tensors.insert(name.clone(), dense);
-        let param = name.strip_prefix(prefix).unwrap_or(&name).to_string();
-        masks.push((param, mask));
-    }
-    masks.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Masks { masks })
 }
 
 /// What [`prune_model_dir`] did.
@@ -260,19 +221,16 @@ pub fn prune_model_dir(
     ratio: f64,
     scheme: PruneScheme,
     out: &Path,
-) -> Result<PruneSummary, TrainError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TrainError::Io { path, source }
-    };
+) -> Result<PruneSummary, Error> {
     let loaded = LoadedModel::load(model_dir, tch::Device::Cpu, None)?;
     let mut params: Vec<(String, Tensor)> = loaded.vs.variables().into_iter().collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
-    let masks = Masks::by_magnitude(&params, ratio, scheme).map_err(TrainError::Other)?;
+    let masks = Masks::by_magnitude(&params, ratio, scheme).map_err(Error::Invalid)?;
     masks.apply(&loaded.vs.variables());
-    std::fs::create_dir_all(out).map_err(io(out))?;
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
     for file in [CONFIG_FILE, VOCAB_FILE] {
-        std::fs::copy(model_dir.join(file), out.join(file)).map_err(io(&out.join(file)))?;
+        let to = out.join(file);
+        std::fs::copy(model_dir.join(file), &to).map_err(io_err(&to))?;
     }
     let dense: Vec<(String, Tensor)> =
         params.iter().map(|(n, t)| (format!("model.{n}"), t.detach())).collect();
@@ -282,7 +240,7 @@ pub fn prune_model_dir(
         ("prune_scheme".to_string(), format!("{scheme:?}")),
     ]);
     let weights = out.join(BEST_FILE);
-    checkpoint::save(&weights, &compact(&dense, &masks, "model."), meta)?;
+    checkpoint::save(&weights, &compact(&dense, &masks.masks, "model."), meta)?;
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     Ok(PruneSummary {
         ratio,
@@ -354,14 +312,14 @@ mod tests {
         masks.apply(&vars);
         let dense: Vec<(String, Tensor)> =
             p.iter().map(|(n, _)| (format!("model.{n}"), vars[n].shallow_clone())).collect();
-        let stored = compact(&dense, &masks, "model.");
+        let stored = compact(&dense, &masks.masks, "model.");
         let bytes = |ts: &[(String, Tensor)]| {
             ts.iter().map(|(_, t)| t.numel() * t.kind().elt_size_in_bytes()).sum::<usize>()
         };
         assert!(bytes(&stored) * 100 < bytes(&dense) * 35, "{} vs {}", bytes(&stored), bytes(&dense));
         let mut loaded: HashMap<String, Tensor> = stored.into_iter().collect();
-        let found = densify(&mut loaded, "model.").unwrap();
-        assert_eq!(found.masks.len(), 3);
+        let found = crate::model_dir::sparse::densify(&mut loaded, "model.").unwrap();
+        assert_eq!(found.len(), 3);
         for (n, t) in &dense {
             assert!(loaded[n].equal(t), "{n} differs after the round trip");
         }

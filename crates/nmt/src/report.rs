@@ -11,9 +11,47 @@ use seqkd_text::metrics::bootstrap::{DEFAULT_RESAMPLES, DEFAULT_SEED};
 use seqkd_text::metrics::{paired_bootstrap_bleu, BleuConfig, BleuDifference};
 use serde::Serialize;
 
+use crate::chart;
+use crate::error::{io_err, Error};
 use crate::evaluate::{Evaluation, TIMED_ROUNDS};
-use crate::pipeline::{completed_state, PipelineConfig, Row, TEACHER, TEACHER_SEQ_INTER};
-use crate::train::{plot, TrainError};
+use crate::prune::PruneScheme;
+use crate::table1::{label, pruned_name, Row, TEACHER};
+
+/// What a report is made from, filled by the pipeline: the report reads no run directory.
+#[derive(Debug, Clone, Default)]
+pub struct Results {
+    /// The test set's target file, as the report names it.
+    pub test_set: std::path::PathBuf,
+    /// The beam size the run asks for (the evaluations record the one they used).
+    pub beam_size: usize,
+    /// Every model's evaluation, teacher first.
+    pub evaluations: Vec<Evaluation>,
+    /// What the run directory holds of each evaluated model, in the same order.
+    pub training: Vec<Training>,
+    pub pruning: Option<Pruning>,
+    /// The test references, for the bootstrap intervals (empty: no intervals).
+    pub refs: Vec<String>,
+}
+
+/// A model's training in this run (all empty for a model the run did not train).
+#[derive(Debug, Clone, Default)]
+pub struct Training {
+    /// Updates and training seconds of the finished stage.
+    pub finished: Option<(i64, f64)>,
+    /// Validation greedy BLEU against updates.
+    pub valid_bleu: Vec<(f64, f64)>,
+    /// Size of its kept weights on disk.
+    pub weight_bytes: u64,
+}
+
+/// Table 3's settings.
+#[derive(Debug, Clone)]
+pub struct Pruning {
+    pub from: Row,
+    pub ratios: Vec<f64>,
+    pub scheme: PruneScheme,
+    pub iterative: bool,
+}
 
 /// One of the paper's findings, checked against this run's numbers.
 #[derive(Debug, Clone, Serialize)]
@@ -142,61 +180,31 @@ fn percent(p: f64) -> String {
     format!("{pct:.*}%", (1 - magnitude).clamp(1, 8) as usize)
 }
 
-fn label(name: &str) -> String {
-    match name {
-        TEACHER => "Teacher".into(),
-        TEACHER_SEQ_INTER => "Teacher + Seq-Inter".into(),
-        _ => {
-            let (row, pruned) = match name.split_once("-pruned") {
-                Some((row, pct)) => (row, Some(pct)),
-                None => (name, None),
-            };
-            let row = Row::ALL
-                .iter()
-                .find(|r| r.name() == row)
-                .map(|r| r.label().to_string())
-                .unwrap_or(row.into());
-            match pruned {
-                Some(pct) => format!("{row}, {pct}% pruned"),
-                None => row,
-            }
-        }
-    }
-}
-
-/// Writes the report files into `out` and returns the Markdown; `refs` are the test references
-/// (see [`claims`]).
-pub fn write(
-    out: &Path,
-    cfg: &PipelineConfig,
-    evals: &[Evaluation],
-    refs: &[String],
-) -> Result<String, TrainError> {
-    let claims = claims(evals, refs);
-    let md = markdown(out, cfg, evals, &claims);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| TrainError::Io { path, source }
-    };
+/// Writes the report files into `out` and returns the Markdown.
+pub fn write(out: &Path, results: &Results) -> Result<String, Error> {
+    let evals = &results.evaluations;
+    let claims = claims(evals, &results.refs);
+    let md = markdown(results, &claims);
     let json = serde_json::json!({ "models": evals, "claims": claims });
     for (file, bytes) in [
         ("report.md", md.clone().into_bytes()),
         ("report.json", serde_json::to_vec_pretty(&json).expect("serializable")),
-        ("curves.svg", curves(out, evals).into_bytes()),
+        ("curves.svg", curves(results).into_bytes()),
         ("bleu-speed.svg", bleu_speed(evals).into_bytes()),
     ] {
         let path = out.join(file);
-        seqkd_text::atomic_write(&path, &bytes).map_err(io(&path))?;
+        seqkd_text::atomic_write(&path, &bytes).map_err(io_err(&path))?;
     }
     Ok(md)
 }
 
-fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation], claims: &[Claim]) -> String {
+fn markdown(results: &Results, claims: &[Claim]) -> String {
+    let evals = &results.evaluations;
     let mut md = String::new();
     let baseline = evals.iter().find(|e| e.name == Row::Baseline.name());
     let teacher = evals.iter().find(|e| e.name == TEACHER);
     // K as the evaluations were made (they may predate a config change).
-    let k = evals.first().map(|e| e.beam_size).unwrap_or(cfg.eval.beam_size);
+    let k = evals.first().map(|e| e.beam_size).unwrap_or(results.beam_size);
     let n = evals.first().map(|e| e.sentences).unwrap_or(0);
     let _ = writeln!(md, "# Sequence-level knowledge distillation: results\n");
     let _ = writeln!(
@@ -204,7 +212,7 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation], claims: &[Cl
         "Test set: {} ({n} sentences). BLEU is sacrebleu-exact (13a, detokenized); K is the beam size; \
          Δ is against the baseline student; PPL is the perplexity of the test references; p(t=ŷ) is \
          the mean probability a model gives its own K={k} output.\n",
-        cfg.data.test_tgt.display()
+        results.test_set.display()
     );
     let _ = writeln!(md, "## Table 1: BLEU\n");
     let _ = writeln!(
@@ -212,12 +220,11 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation], claims: &[Cl
         "| Model | BLEU K=1 | Δ K=1 | BLEU K={k} | Δ K={k} | PPL | p(t=ŷ) | updates | train min |"
     );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for e in evals {
+    for (e, training) in evals.iter().zip(&results.training) {
         let delta = |v: f64, base: Option<f64>| match base {
             Some(b) if !e.name.starts_with(TEACHER) => format!("{:+.2}", v - b),
             _ => "".into(),
         };
-        let state = completed_state(&out.join("models").join(&e.name));
         let _ = writeln!(
             md,
             "| {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {} | {} |",
@@ -228,8 +235,8 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation], claims: &[Cl
             delta(e.bleu_beam, baseline.map(|b| b.bleu_beam)),
             e.ppl,
             percent(e.mode_mass),
-            state.as_ref().map(|s| s.step.to_string()).unwrap_or_default(),
-            state.as_ref().map(|s| format!("{:.1}", s.train_seconds / 60.0)).unwrap_or_default(),
+            training.finished.map(|(updates, _)| updates.to_string()).unwrap_or_default(),
+            training.finished.map(|(_, seconds)| format!("{:.1}", seconds / 60.0)).unwrap_or_default(),
         );
     }
     let threads = evals.first().map(|e| e.threads).unwrap_or(0);
@@ -252,8 +259,8 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation], claims: &[Cl
             speedup.map(|s| format!("{s:.1}×")).unwrap_or_default()
         );
     }
-    if let Some(pr) = &cfg.prune {
-        table3(&mut md, out, pr, evals, k);
+    if let Some(pr) = &results.pruning {
+        table3(&mut md, results, pr, k);
     }
     let _ = writeln!(md, "\n## The paper's claims in this run\n");
     let _ = writeln!(md, "| Claim | Held | Evidence |\n|---|---|---|");
@@ -284,13 +291,13 @@ fn markdown(out: &Path, cfg: &PipelineConfig, evals: &[Evaluation], claims: &[Cl
 }
 
 /// Table 3: the pruned student at each ratio against the unpruned one and the teacher.
-fn table3(md: &mut String, out: &Path, pr: &crate::pipeline::PruneSettings, evals: &[Evaluation], k: usize) {
+fn table3(md: &mut String, results: &Results, pr: &Pruning, k: usize) {
+    let evals = &results.evaluations;
     let get = |name: &str| evals.iter().find(|e| e.name == name);
     let (Some(base), teacher) = (get(pr.from.name()), get(TEACHER)) else { return };
     let disk = |name: &str| {
-        std::fs::metadata(out.join("models").join(name).join(crate::train::BEST_FILE))
-            .map(|m| m.len())
-            .unwrap_or(0)
+        let at = evals.iter().position(|e| e.name == name);
+        at.and_then(|i| results.training.get(i)).map_or(0, |t| t.weight_bytes)
     };
     let _ = writeln!(
         md,
@@ -304,9 +311,8 @@ fn table3(md: &mut String, out: &Path, pr: &crate::pipeline::PruneSettings, eval
         "| pruned | non-zero params | vs teacher | disk | BLEU K=1 | BLEU K={k} | Δ K={k} | words/s K=1 | words/s K={k} |"
     );
     let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let rows = std::iter::once((0.0, base)).chain(
-        pr.ratios.iter().filter_map(|&r| get(&crate::pipeline::pruned_name(pr.from, r)).map(|e| (r, e))),
-    );
+    let rows = std::iter::once((0.0, base))
+        .chain(pr.ratios.iter().filter_map(|&r| get(&pruned_name(pr.from, r)).map(|e| (r, e))));
     for (ratio, e) in rows {
         let fewer = teacher.map(|t| format!("{:.1}× fewer", t.params as f64 / e.params.max(1) as f64));
         let _ = writeln!(
@@ -331,28 +337,13 @@ const COLOURS: [&str; 10] = [
 ];
 
 /// Validation BLEU (greedy, on the validation subset) against updates, one line per model.
-fn curves(out: &Path, evals: &[Evaluation]) -> String {
-    let series: Vec<(String, Vec<(f64, f64)>)> = evals
-        .iter()
-        .map(|e| {
-            let text =
-                std::fs::read_to_string(out.join("models").join(&e.name).join(crate::train::METRICS_FILE))
-                    .unwrap_or_default();
-            let points = text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter(|v| v["event"] == "valid")
-                .filter_map(|v| Some((v["step"].as_f64()?, v["bleu_greedy"].as_f64()?)))
-                .collect();
-            (label(&e.name), points)
-        })
+fn curves(results: &Results) -> String {
+    let series: Vec<(String, &[(f64, f64)])> = (results.evaluations.iter().zip(&results.training))
+        .map(|(e, t)| (label(&e.name), t.valid_bleu.as_slice()))
         .collect();
-    let refs: Vec<plot::Series> = series
-        .iter()
-        .enumerate()
-        .map(|(i, (n, p))| (n.as_str(), p.as_slice(), COLOURS[i % COLOURS.len()]))
-        .collect();
-    plot::line_chart("update", "validation BLEU (greedy)", &refs)
+    let refs: Vec<chart::Series> =
+        series.iter().enumerate().map(|(i, (n, p))| (n.as_str(), *p, COLOURS[i % COLOURS.len()])).collect();
+    chart::line_chart("update", "validation BLEU (greedy)", &refs)
 }
 
 /// BLEU against source words/s (log scale), K=1 as dots and K=5 as squares.
@@ -364,16 +355,10 @@ fn bleu_speed(evals: &[Evaluation]) -> String {
     let y_max = evals.iter().flat_map(|e| [e.bleu_greedy, e.bleu_beam]).fold(1.0f64, f64::max) * 1.1;
     let sx = |s: f64| m + (s.max(1e-9).log10() - lo) / (hi - lo).max(1e-9) * (w - 2.0 * m);
     let sy = |b: f64| h - m - b / y_max * (h - 2.0 * m);
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11"><rect width="100%" height="100%" fill="white"/>"#
-    );
+    let mut svg = chart::frame(w, h, m, 11);
     let _ = write!(
         svg,
-        r#"<line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{}" stroke="black"/><text x="{}" y="{}" text-anchor="middle">source words/s (log scale; ● K=1, ■ K=beam)</text><text x="12" y="{m}">BLEU {y_max:.0}</text><text x="{m}" y="{}" text-anchor="middle">{:.0}</text><text x="{}" y="{}" text-anchor="middle">{:.0}</text>"#,
-        h - m,
-        w - m,
-        h - m,
-        h - m,
+        r#"<text x="{}" y="{}" text-anchor="middle">source words/s (log scale; ● K=1, ■ K=beam)</text><text x="12" y="{m}">BLEU {y_max:.0}</text><text x="{m}" y="{}" text-anchor="middle">{:.0}</text><text x="{}" y="{}" text-anchor="middle">{:.0}</text>"#,
         w / 2.0,
         h - 15.0,
         h - m + 15.0,

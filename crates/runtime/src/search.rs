@@ -28,17 +28,12 @@ pub fn greedy<D: Decoder>(
     let n = srcs.len();
     let mut state = model.start(srcs, threads);
     let vocab = model.vocab_size();
-    let mut hyps = vec![Hypothesis::default(); n];
-    let mut alive: Vec<usize> = (0..n).collect();
+    let mut search = GreedySearch::new(n, length_penalty);
     let mut prev = vec![SPECIAL_IDS.bos; n];
     let mut logits = Vec::new();
-    let mut t = 0;
-    while !alive.is_empty() {
+    while !search.is_done() {
         model.step(&mut state, &prev, &mut logits);
-        t += 1;
-        let mut keep = Vec::with_capacity(alive.len());
-        let mut next = Vec::with_capacity(alive.len());
-        let best: Vec<(usize, f32)> = logits
+        let best: Vec<(u32, f32)> = logits
             .par_chunks_mut(vocab)
             .map(|l| {
                 // The first maximum, as libtorch's max returns.
@@ -46,35 +41,93 @@ pub fn greedy<D: Decoder>(
                     l.iter().enumerate().fold((0, &f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
                 let lp =
                     if scores { log_prob(best_logit, log_sum_exp_given_max(l, best_logit)) } else { 0.0 };
-                (best, lp)
+                (best as u32, lp)
             })
             .collect();
-        for (row, &sent) in alive.iter().enumerate() {
-            let (best, lp) = best[row];
-            let h = &mut hyps[sent];
+        match search.advance(max_lens, &best) {
+            GreedyStep::Done => break,
+            GreedyStep::AllGoOn => prev = best.iter().map(|b| b.0).collect(),
+            GreedyStep::Rows(keep) => {
+                model.select_rows(&mut state, &keep);
+                prev = keep.iter().map(|&r| best[r].0).collect();
+            }
+        }
+    }
+    search.into_hypotheses()
+}
+
+/// The bookkeeping of batched greedy search, shared by both engines (as [`BeamSearch`] is for beam
+/// search): which sentence each decoder row belongs to, the hypotheses so far, and when a sentence
+/// stops (`</s>`, or its length limit). Finished sentences leave the batch, so no work is spent on them.
+pub struct GreedySearch {
+    hyps: Vec<Hypothesis>,
+    /// `alive[row]` is the sentence that decoder row `row` belongs to.
+    alive: Vec<usize>,
+    /// Tokens chosen so far (the step number).
+    t: usize,
+    length_penalty: f64,
+}
+
+/// What the decoder does after a step of [`GreedySearch`].
+#[derive(Debug, PartialEq)]
+pub enum GreedyStep {
+    /// Every row goes on, with the token it chose.
+    AllGoOn,
+    /// Only these rows (in order) go on: select them from the decoder state.
+    Rows(Vec<usize>),
+    /// Every sentence has stopped.
+    Done,
+}
+
+impl GreedySearch {
+    pub fn new(sentences: usize, length_penalty: f64) -> Self {
+        Self {
+            hyps: vec![Hypothesis::default(); sentences],
+            alive: (0..sentences).collect(),
+            t: 0,
+            length_penalty,
+        }
+    }
+
+    /// Whether every sentence has stopped (at once for an empty batch).
+    pub fn is_done(&self) -> bool {
+        self.alive.is_empty()
+    }
+
+    /// Takes each live row's best token and its log-probability (`best[row]`).
+    pub fn advance(&mut self, max_lens: &[usize], best: &[(u32, f32)]) -> GreedyStep {
+        self.t += 1;
+        let mut keep = Vec::with_capacity(self.alive.len());
+        for (row, &sent) in self.alive.iter().enumerate() {
+            let (token, lp) = best[row];
+            let h = &mut self.hyps[sent];
             h.score += lp;
             h.token_logprobs.push(lp);
-            if best as u32 != SPECIAL_IDS.eos {
-                h.tokens.push(best as u32);
-                if t < max_lens[sent] {
+            if token != SPECIAL_IDS.eos {
+                h.tokens.push(token);
+                if self.t < max_lens[sent] {
                     keep.push(row);
-                    next.push(best as u32);
                 }
             }
         }
         if keep.is_empty() {
-            break;
+            self.alive.clear();
+            GreedyStep::Done
+        } else if keep.len() == self.alive.len() {
+            GreedyStep::AllGoOn
+        } else {
+            self.alive = keep.iter().map(|&r| self.alive[r]).collect();
+            GreedyStep::Rows(keep)
         }
-        if keep.len() < alive.len() {
-            model.select_rows(&mut state, &keep);
-            alive = keep.iter().map(|&r| alive[r]).collect();
+    }
+
+    /// The hypotheses, their scores length-normalised.
+    pub fn into_hypotheses(mut self) -> Vec<Hypothesis> {
+        for h in &mut self.hyps {
+            h.normalize(self.length_penalty);
         }
-        prev = next;
+        self.hyps
     }
-    for h in &mut hyps {
-        h.normalize(length_penalty);
-    }
-    hyps
 }
 
 /// The n-best (≤ `nbest`, best first by length-normalised score) of each sentence.

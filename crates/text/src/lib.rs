@@ -7,6 +7,7 @@
 
 pub mod batching;
 pub mod corpus;
+pub mod fnv;
 pub mod metrics;
 pub mod resumable;
 pub mod splitmix;

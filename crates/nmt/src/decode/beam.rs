@@ -8,8 +8,8 @@ use seqkd_runtime::search::BeamSearch;
 use seqkd_text::vocab::SPECIAL_IDS;
 use tch::{Kind, Tensor};
 
-use super::Hypothesis;
 use crate::model::Seq2Seq;
+use seqkd_runtime::format::Hypothesis;
 
 /// The n-best (≤ `nbest`, best first by length-normalised score) of each sentence of `src`.
 pub fn beam_search(

@@ -20,25 +20,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use seqkd_text::resumable::{check_complete, JobRecord, ResumableError, ResumableOutput, Shard};
+use seqkd_text::resumable::{check_complete, JobRecord, ResumableOutput, Shard};
+
+use seqkd_text::fnv::Fnv1a;
 
 use crate::config::DecodeConfig;
 use crate::decode::Translator;
-use crate::train::LoadedModel;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DistillError {
-    #[error(transparent)]
-    Resumable(#[from] ResumableError),
-    #[error(transparent)]
-    Store(#[from] topk_store::StoreError),
-    #[error(transparent)]
-    Vocab(#[from] seqkd_text::vocab::VocabError),
-    #[error(transparent)]
-    Corpus(#[from] seqkd_text::corpus::CorpusError),
-    #[error("{0}")]
-    Invalid(String),
-}
+use crate::error::Error;
+use crate::model_dir::{LoadedModel, BEST_FILE};
 
 /// How a teacher pass walks the corpus.
 #[derive(Debug, Clone)]
@@ -85,10 +74,10 @@ pub(crate) fn run_pass(
     n: usize,
     opts: &PassOptions,
     trailer: impl FnOnce() -> Vec<u8>,
-    mut chunk_output: impl FnMut(Range<usize>) -> Result<Vec<u8>, DistillError>,
-) -> Result<PassStats, DistillError> {
+    mut chunk_output: impl FnMut(Range<usize>) -> Result<Vec<u8>, Error>,
+) -> Result<PassStats, Error> {
     if opts.chunk_sentences == 0 {
-        return Err(DistillError::Invalid("chunk size must be >= 1 sentence".into()));
+        return Err(Error::Invalid("chunk size must be >= 1 sentence".into()));
     }
     let path = opts.shard.output_path(out);
     let n_chunks = n.div_ceil(opts.chunk_sentences);
@@ -155,12 +144,7 @@ pub enum Finished {
 /// Whether this shard's output of the `n`-sentence pass `job` is finished (None: absent, to be run).
 /// A finished output written by another job is refused. Needs no teacher loaded, so a rerun of a
 /// finished run checks its corpora without decoding anything.
-pub fn finished(
-    out: &Path,
-    job: &str,
-    n: usize,
-    opts: &PassOptions,
-) -> Result<Option<Finished>, DistillError> {
+pub fn finished(out: &Path, job: &str, n: usize, opts: &PassOptions) -> Result<Option<Finished>, Error> {
     let path = opts.shard.output_path(out);
     if !path.exists() {
         return Ok(None);
@@ -176,7 +160,7 @@ pub(crate) fn beam_job(
     teacher_dir: &Path,
     srcs: &[String],
     decode: &DecodeConfig,
-) -> Result<String, DistillError> {
+) -> Result<String, Error> {
     Ok(format!(
         "{what}; {}; source hash {:016x}; beam={} lp={} max_len={}x+{}",
         teacher_fingerprint(teacher_dir)?,
@@ -190,34 +174,22 @@ pub(crate) fn beam_job(
 
 /// A fingerprint of a teacher: a hash of its weights, so a pass resumed after the teacher changed
 /// (retrained, same size) refuses to mix two teachers' outputs.
-pub(crate) fn teacher_fingerprint(dir: &Path) -> Result<String, DistillError> {
-    let path = dir.join(crate::train::BEST_FILE);
-    let bytes =
-        std::fs::read(&path).map_err(|e| DistillError::Invalid(format!("{}: {e}", path.display())))?;
-    // FNV-1a over 8-byte words: fast enough for GB-sized weights (about 1 s/GB).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        h ^= u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    for &b in words.remainder() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    Ok(format!("teacher weights {h:016x}"))
+pub(crate) fn teacher_fingerprint(dir: &Path) -> Result<String, Error> {
+    let path = dir.join(BEST_FILE);
+    let bytes = std::fs::read(&path).map_err(crate::error::io_err(&path))?;
+    let mut h = Fnv1a::new();
+    h.words(&bytes);
+    Ok(format!("teacher weights {:016x}", h.finish()))
 }
 
 /// FNV-1a of lines, so a job description pins its input text.
 pub(crate) fn text_hash(lines: &[String]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = Fnv1a::new();
     for line in lines {
-        for b in line.bytes().chain([b'\n']) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h.bytes(line.as_bytes());
+        h.bytes(b"\n");
     }
-    h
+    h.finish()
 }
 
 /// Beam search over `srcs` with the teacher, choosing one hypothesis text per sentence with
@@ -233,7 +205,7 @@ pub(crate) fn beam_pass(
     job: &str,
     opts: &PassOptions,
     mut choose: impl FnMut(usize, &[String]) -> String,
-) -> Result<PassStats, DistillError> {
+) -> Result<PassStats, Error> {
     let device = teacher.vs.device();
     let translator = Translator { model: &teacher.model, vocab: &teacher.vocab, cfg: decode.clone(), device };
     run_pass(out, job, srcs.len(), opts, Vec::new, |range| {

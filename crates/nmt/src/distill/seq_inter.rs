@@ -10,9 +10,10 @@ use std::path::Path;
 
 use seqkd_text::metrics::{BleuConfig, SentenceBleu};
 
-use super::{beam_pass, DistillError, PassOptions, PassStats};
+use super::{beam_pass, PassOptions, PassStats};
 use crate::config::DecodeConfig;
-use crate::train::LoadedModel;
+use crate::error::Error;
+use crate::model_dir::LoadedModel;
 
 /// The paper's K-best size.
 pub const PAPER_BEAM: usize = 35;
@@ -27,9 +28,9 @@ pub fn seq_inter(
     decode: &DecodeConfig,
     out: &Path,
     opts: &PassOptions,
-) -> Result<PassStats, DistillError> {
+) -> Result<PassStats, Error> {
     if refs.len() != srcs.len() {
-        return Err(DistillError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{} source lines but {} reference lines",
             srcs.len(),
             refs.len()
@@ -49,7 +50,7 @@ pub fn job(
     srcs: &[String],
     refs: &[String],
     decode: &DecodeConfig,
-) -> Result<String, DistillError> {
+) -> Result<String, Error> {
     let what = format!("seq-inter; reference hash {:016x}", super::text_hash(refs));
     super::beam_job(&what, teacher_dir, srcs, decode)
 }

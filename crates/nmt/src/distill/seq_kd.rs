@@ -8,9 +8,10 @@
 
 use std::path::Path;
 
-use super::{beam_pass, DistillError, PassOptions, PassStats};
+use super::{beam_pass, PassOptions, PassStats};
 use crate::config::DecodeConfig;
-use crate::train::LoadedModel;
+use crate::error::Error;
+use crate::model_dir::LoadedModel;
 
 /// The paper's beam size for the teacher pass.
 pub const PAPER_BEAM: usize = 5;
@@ -28,10 +29,10 @@ pub fn seq_kd(
     decode: &DecodeConfig,
     out: &Path,
     opts: &PassOptions,
-) -> Result<PassStats, DistillError> {
+) -> Result<PassStats, Error> {
     if let Some(refs) = refs {
         if refs.len() != srcs.len() {
-            return Err(DistillError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{} source lines but {} reference lines",
                 srcs.len(),
                 refs.len()
@@ -51,7 +52,7 @@ pub fn job(
     srcs: &[String],
     with_refs: bool,
     decode: &DecodeConfig,
-) -> Result<String, DistillError> {
+) -> Result<String, Error> {
     super::beam_job(&format!("seq-kd; references={with_refs}"), teacher_dir, srcs, decode)
 }
 

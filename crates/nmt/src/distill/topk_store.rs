@@ -21,15 +21,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-const MAGIC: &[u8; 8] = b"SEQKDTK1";
+use seqkd_text::fnv::Fnv1a;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("{}: {source}", .path.display())]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{}: not a complete seqkd top-k store ({reason})", .path.display())]
-    Invalid { path: PathBuf, reason: String },
-}
+use crate::error::Error;
+
+const MAGIC: &[u8; 8] = b"SEQKDTK1";
 
 /// How probabilities are stored: f16 halves the file and keeps 3 significant digits, plenty for soft
 /// targets; f32 is exact (used to check stored against live Word-KD).
@@ -84,16 +80,13 @@ impl StoreHeader {
 
 /// FNV-1a over the target ids, sentence by sentence (a sentence boundary hashes as `u32::MAX`).
 pub fn targets_hash<T: AsRef<[u32]>>(targets: &[T]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = Fnv1a::new();
     for t in targets {
         for &id in t.as_ref().iter().chain(&[u32::MAX]) {
-            for b in id.to_le_bytes() {
-                h ^= b as u64;
-                h = h.wrapping_mul(0x0100_0000_01b3);
-            }
+            h.bytes(&id.to_le_bytes());
         }
     }
-    h
+    h.finish()
 }
 
 /// Appends the records of one target position (`ids`/`probs`: k values, best first) to `out`.
@@ -137,13 +130,15 @@ pub struct TopkStore {
 }
 
 impl TopkStore {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let invalid = |reason: String| StoreError::Invalid { path: path.into(), reason };
-        let file =
-            std::fs::File::open(path).map_err(|source| StoreError::Io { path: path.into(), source })?;
+    pub fn open(path: &Path) -> Result<Self, Error> {
+        let invalid = |reason: String| Error::BadFile {
+            path: path.into(),
+            reason: format!("not a complete seqkd top-k store ({reason})"),
+        };
+        let file = std::fs::File::open(path).map_err(|source| Error::Io { path: path.into(), source })?;
         // SAFETY: the store is written once (atomically renamed into place) and never modified.
-        let map = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|source| StoreError::Io { path: path.into(), source })?;
+        let map =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|source| Error::Io { path: path.into(), source })?;
         let len = map.len();
         if len < 16 || &map[len - 8..] != MAGIC {
             return Err(invalid("no SEQKDTK1 trailer: the pass that writes it did not finish".into()));
@@ -220,8 +215,11 @@ impl TopkStore {
 
     /// Checks that this store was made for `targets` (the training corpus's target ids, in corpus
     /// order) with a vocabulary of `vocab_size` ids.
-    pub fn check_matches<T: AsRef<[u32]>>(&self, targets: &[T], vocab_size: usize) -> Result<(), StoreError> {
-        let invalid = |reason: String| StoreError::Invalid { path: self.path.clone(), reason };
+    pub fn check_matches<T: AsRef<[u32]>>(&self, targets: &[T], vocab_size: usize) -> Result<(), Error> {
+        let invalid = |reason: String| Error::BadFile {
+            path: self.path.clone(),
+            reason: format!("not a complete seqkd top-k store ({reason})"),
+        };
         if self.header.vocab_size != vocab_size {
             return Err(invalid(format!(
                 "made with a vocabulary of {} ids, the model has {vocab_size}: use the teacher's vocabulary",

@@ -10,57 +10,22 @@
 //! [`TopkStore`] written once by [`write_topk_store`]: the teacher's k most likely tokens at every
 //! position, renormalised to sum to one. With k = the vocabulary size both give the same loss.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-use tch::{Kind, Reduction, Tensor};
+use tch::{Kind, Tensor};
 
 use seqkd_text::batching::{BatchConfig, Batcher};
 use seqkd_text::vocab::{Vocab, SPECIAL_IDS};
 
 use super::topk_store::{self, ProbPrecision, StoreHeader, TopkStore};
-use super::{run_pass, teacher_fingerprint, DistillError, PassOptions, PassStats};
+use super::{run_pass, teacher_fingerprint, PassOptions, PassStats};
 use crate::batch::Batch;
+use crate::config::WordKdConfig;
+use crate::error::Error;
+use crate::loss::label_smoothed_nll_of_logp;
 use crate::model::Seq2Seq;
-use crate::train::LoadedModel;
-
-/// Word-KD settings: the `[word_kd]` section of a training config.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WordKdConfig {
-    /// Weight of the teacher term; the paper uses 0.5 (0 = plain NLL, 1 = teacher only).
-    pub alpha: f64,
-    /// The teacher's distribution is softmax(z / temperature); 1 = the teacher as it is. A stored
-    /// top-k file records the temperature it was made with, and it must match.
-    pub temperature: f64,
-    /// A live teacher: its model directory (it must share the student's vocabulary).
-    pub teacher: Option<PathBuf>,
-    /// Stored teacher distributions (`seqkd distill topk`) for this config's training corpus.
-    pub topk: Option<PathBuf>,
-}
-
-impl Default for WordKdConfig {
-    fn default() -> Self {
-        Self { alpha: 0.5, temperature: 1.0, teacher: None, topk: None }
-    }
-}
-
-impl WordKdConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(format!("word_kd.alpha must be in [0, 1] (got {})", self.alpha));
-        }
-        if self.temperature <= 0.0 || !self.temperature.is_finite() {
-            return Err(format!("word_kd.temperature must be > 0 (got {})", self.temperature));
-        }
-        match (&self.teacher, &self.topk) {
-            (Some(_), None) | (None, Some(_)) => Ok(()),
-            _ => Err("word_kd needs exactly one of word_kd.teacher (a live teacher's model directory) \
-                      or word_kd.topk (a stored top-k file)"
-                .into()),
-        }
-    }
-}
+use crate::model_dir::LoadedModel;
+use crate::train::method::Objective;
 
 /// The teacher's distribution over a batch's target positions.
 pub enum TeacherDistribution {
@@ -81,20 +46,9 @@ pub fn word_kd_loss(
     alpha: f64,
     smoothing: f64,
 ) -> Tensor {
-    let vocab = logits.size()[2];
     let logp = logits.log_softmax(-1, Kind::Float); // [batch, len, vocab]
     let mask = labels.ne(SPECIAL_IDS.pad as i64).to_kind(Kind::Float); // [batch, len]
-                                                                       // Gold term, as `cross_entropy(label_smoothing = ε)`: (1 − ε)·(−log p(y)) + ε·mean_k(−log p(k)).
-    let nll = logp.view([-1, vocab]).nll_loss_nd::<Tensor>(
-        &labels.view([-1]),
-        None,
-        Reduction::Sum,
-        SPECIAL_IDS.pad as i64,
-    );
-    let mut gold = nll * (1.0 - smoothing);
-    if smoothing > 0.0 {
-        gold += (logp.mean_dim(-1, false, Kind::Float) * &mask).sum(Kind::Float) * (-smoothing);
-    }
+    let gold = label_smoothed_nll_of_logp(&logp, labels, smoothing);
     let kd = match teacher {
         TeacherDistribution::Full(q) => (q * &logp).sum_dim_intlist(-1, false, Kind::Float),
         TeacherDistribution::TopK { ids, probs } => {
@@ -119,13 +73,13 @@ impl WordKd {
         vocab: &Vocab,
         targets: &[Vec<u32>],
         device: tch::Device,
-    ) -> Result<Self, DistillError> {
-        cfg.validate().map_err(DistillError::Invalid)?;
+    ) -> Result<Self, Error> {
+        cfg.validate().map_err(Error::Invalid)?;
         if let Some(dir) = &cfg.teacher {
             let teacher = LoadedModel::load(dir, device, None)
-                .map_err(|e| DistillError::Invalid(format!("word_kd.teacher: {e}")))?;
+                .map_err(|e| Error::Invalid(format!("word_kd.teacher: {e}")))?;
             if !same_vocabulary(&teacher.vocab, vocab) {
-                return Err(DistillError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "word_kd.teacher {}: the teacher's vocabulary differs from the student's; \
                      set data.vocab_path to {}/vocab.json",
                     dir.display(),
@@ -138,7 +92,7 @@ impl WordKd {
         let store = TopkStore::open(path)?;
         store.check_matches(targets, vocab.len())?;
         if (store.header.temperature - cfg.temperature).abs() > 1e-9 {
-            return Err(DistillError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{}: stored at temperature {}, but word_kd.temperature is {}",
                 path.display(),
                 store.header.temperature,
@@ -195,6 +149,13 @@ impl WordKd {
     }
 }
 
+/// Word-KD is the objective of the students it teaches.
+impl Objective for WordKd {
+    fn loss(&self, logits: &Tensor, batch: &Batch, sentences: &[usize], label_smoothing: f64) -> Tensor {
+        WordKd::loss(self, logits, batch, sentences, label_smoothing)
+    }
+}
+
 fn same_vocabulary(a: &Vocab, b: &Vocab) -> bool {
     a.len() == b.len() && (0..a.len() as u32).all(|id| a.id_to_piece(id) == b.id_to_piece(id))
 }
@@ -215,6 +176,25 @@ impl Default for TopkOptions {
     }
 }
 
+/// The job record of a top-k pass over the teacher's subword ids of the source and target sides
+/// (see [`super::finished`]).
+pub fn topk_job(
+    teacher_dir: &Path,
+    src_ids: &[Vec<u32>],
+    tgt_ids: &[Vec<u32>],
+    topk: &TopkOptions,
+) -> Result<String, Error> {
+    Ok(format!(
+        "topk k={} T={} {:?}; {}; targets hash {:016x}; sources hash {:016x}",
+        topk.k,
+        topk.temperature,
+        topk.precision,
+        teacher_fingerprint(teacher_dir)?,
+        topk_store::targets_hash(tgt_ids),
+        topk_store::targets_hash(src_ids)
+    ))
+}
+
 /// Runs the teacher teacher-forced over (`srcs`, `tgts`) and stores its top-k distribution at every
 /// target position in `out` (resumable; not shardable: one forward pass per batch is cheap next to
 /// the beam searches of Seq-KD).
@@ -226,23 +206,19 @@ pub fn write_topk_store(
     topk: &TopkOptions,
     out: &Path,
     opts: &PassOptions,
-) -> Result<PassStats, DistillError> {
+) -> Result<PassStats, Error> {
     if srcs.len() != tgts.len() {
-        return Err(DistillError::Invalid(format!(
-            "{} source lines but {} target lines",
-            srcs.len(),
-            tgts.len()
-        )));
+        return Err(Error::Invalid(format!("{} source lines but {} target lines", srcs.len(), tgts.len())));
     }
     if opts.shard.count != 1 {
-        return Err(DistillError::Invalid("a top-k store is written by one process (no --shard)".into()));
+        return Err(Error::Invalid("a top-k store is written by one process (no --shard)".into()));
     }
     let vocab_size = teacher.vocab.len();
     if topk.temperature <= 0.0 || !topk.temperature.is_finite() {
-        return Err(DistillError::Invalid(format!("temperature must be > 0 (got {})", topk.temperature)));
+        return Err(Error::Invalid(format!("temperature must be > 0 (got {})", topk.temperature)));
     }
     if topk.k == 0 || topk.k > vocab_size {
-        return Err(DistillError::Invalid(format!("k must be in 1..={vocab_size} (got {})", topk.k)));
+        return Err(Error::Invalid(format!("k must be in 1..={vocab_size} (got {})", topk.k)));
     }
     let src_ids = teacher.vocab.encode_batch(srcs)?;
     let tgt_ids = teacher.vocab.encode_batch(tgts)?;
@@ -257,15 +233,7 @@ pub fn write_topk_store(
         targets_hash: topk_store::targets_hash(&tgt_ids),
         teacher: teacher_dir.display().to_string(),
     };
-    let job = format!(
-        "topk k={} T={} {:?}; {}; targets hash {:016x}; sources hash {:016x}",
-        topk.k,
-        topk.temperature,
-        topk.precision,
-        teacher_fingerprint(teacher_dir)?,
-        header.targets_hash,
-        topk_store::targets_hash(&src_ids)
-    );
+    let job = topk_job(teacher_dir, &src_ids, &tgt_ids, topk)?;
     let device = teacher.vs.device();
     let k = topk.k as i64;
     let trailer = || topk_store::trailer(&header, &tgt_ids);
@@ -275,7 +243,7 @@ pub fn write_topk_store(
             range.clone().map(|i| (src_ids[i].len(), tgt_ids[i].len())).collect();
         let batcher =
             Batcher::new(&lengths, BatchConfig { batch_tokens: topk.batch_tokens, ..Default::default() })
-                .map_err(|e| DistillError::Invalid(e.to_string()))?;
+                .map_err(|e| Error::Invalid(e.to_string()))?;
         let mut per_sentence: Vec<Vec<u8>> = vec![Vec::new(); range.len()];
         tch::no_grad(|| {
             for rows in batcher.by_source_length() {

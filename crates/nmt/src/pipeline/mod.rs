@@ -1,0 +1,95 @@
+//! `seqkd pipeline`: the whole experiment of Kim & Rush 2016 as a list of named, resumable stages.
+//!
+//! vocab → teacher → distill (Seq-KD corpus, Seq-Inter corpus, stored top-k) → students (one per
+//! Table 1 row) → Seq-Inter fine-tunes → prune and retrain → evaluate → time decoding (all models
+//! together) → report.
+//!
+//! Each [`Stage`] names its outputs in the run directory, says whether they are complete, and makes
+//! them; [`run`] walks the list, skipping complete stages: a model directory with a `.complete`
+//! stamp, a distilled file (which appears only when complete, see [`seqkd_text::resumable`]), an
+//! evaluation JSON, `eval/speed.json`. An interrupted stage resumes: training from
+//! `last.safetensors`, a teacher pass from its last finished chunk. Combinations are data: each
+//! [`Row`] says which corpus its student trains on, whether Word-KD is on, and which model it
+//! starts from ([`crate::table1`]).
+
+mod config;
+mod context;
+mod distill;
+mod evaluate;
+mod prune;
+mod report;
+mod reuse;
+mod speed;
+mod train;
+mod vocab;
+
+use std::path::Path;
+
+use crate::error::{io_err, Error};
+use crate::evaluate::Evaluation;
+use crate::table1::TrainingData;
+use context::{Context, Stage};
+
+use crate::table1::pruned_name;
+pub use config::{DistillSettings, EvalSettings, PipelineConfig, PipelineData, PruneSettings, Recipe};
+pub use train::{completed_state, COMPLETE_STAMP};
+
+/// Runs (or resumes) the pipeline into `out`; returns every model's evaluation, teacher first.
+pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evaluation>, Error> {
+    cfg.validate()?;
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let toml = toml::to_string_pretty(cfg).unwrap_or_default();
+    seqkd_text::atomic_write(&out.join("pipeline.toml"), toml.as_bytes()).map_err(io_err(out))?;
+    let mut ctx = Context::new(cfg, out, progress)?;
+    for stage in stages(cfg, &ctx) {
+        let done = stage.done(&ctx)?;
+        match done {
+            true => eprintln!("[pipeline] {}: done already, skipped", stage.describe()),
+            false => eprintln!("[pipeline] {}", stage.describe_run()),
+        }
+        if done {
+            stage.reuse(&mut ctx)?;
+        } else {
+            stage.run(&mut ctx)?;
+        }
+    }
+    Ok(ctx.evaluations)
+}
+
+/// The stages of `cfg`'s experiment, in order.
+fn stages(cfg: &PipelineConfig, ctx: &Context) -> Vec<Box<dyn Stage>> {
+    let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(vocab::Vocabulary)];
+    if cfg.teacher_model.is_none() {
+        stages.push(Box::new(train::Train::teacher(ctx)));
+    }
+    if ctx.uses(TrainingData::SeqKd, None) {
+        stages.push(Box::new(distill::SeqKdCorpus::default()));
+    }
+    if ctx.uses(TrainingData::SeqInter, None) || cfg.teacher_seq_inter {
+        stages.push(Box::new(distill::SeqInterCorpus::default()));
+    }
+    for data in [TrainingData::Gold, TrainingData::SeqKd, TrainingData::SeqInter] {
+        if ctx.uses(data, Some(true)) {
+            stages.push(Box::new(distill::TopkStore { data, k: cfg.distill.top_k }));
+        }
+    }
+    stages.extend(ctx.rows.iter().map(|&row| Box::new(train::Train::student(ctx, row)) as Box<dyn Stage>));
+    if cfg.teacher_seq_inter {
+        stages.push(Box::new(train::Train::teacher_seq_inter(ctx)));
+    }
+    if let Some(pr) = &cfg.prune {
+        let mut source = ctx.run.model(pr.from.name());
+        for &ratio in &pr.ratios {
+            let name = pruned_name(pr.from, ratio);
+            stages.push(Box::new(prune::Prune::new(ctx, source.clone(), ratio)));
+            stages.push(Box::new(train::Train::pruned(ctx, &name)));
+            if pr.iterative {
+                source = ctx.run.model(&name);
+            }
+        }
+    }
+    stages.extend(ctx.evaluated.iter().map(|name| Box::new(evaluate::Evaluate::new(name)) as Box<dyn Stage>));
+    stages.push(Box::new(speed::TimeDecoding));
+    stages.push(Box::new(report::Report));
+    stages
+}

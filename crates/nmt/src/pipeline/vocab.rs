@@ -1,0 +1,34 @@
+//! The run's one joint subword vocabulary, which every model shares (Word-KD needs one
+//! vocabulary): the given teacher's, or one trained on the training corpus.
+
+use seqkd_text::corpus::{read_parallel, LineLimits};
+use seqkd_text::vocab::Vocab;
+
+use crate::error::Error;
+use crate::model_dir::VOCAB_FILE;
+
+use super::context::{Context, Stage};
+
+pub(super) struct Vocabulary;
+
+impl Stage for Vocabulary {
+    fn describe(&self) -> String {
+        "vocabulary".into()
+    }
+
+    fn done(&self, ctx: &Context) -> Result<bool, Error> {
+        Ok(ctx.run.vocab().exists())
+    }
+
+    fn run(&self, ctx: &mut Context) -> Result<(), Error> {
+        let (d, path) = (&ctx.cfg.data, ctx.run.vocab());
+        match &ctx.cfg.teacher_model {
+            Some(teacher) => Vocab::load(&teacher.join(VOCAB_FILE))?.save(&path)?,
+            None => {
+                let train = read_parallel(&d.train_src, &d.train_tgt, &LineLimits::default())?;
+                Vocab::train(train.src.iter().chain(&train.tgt), &d.vocab)?.save(&path)?
+            }
+        }
+        Ok(())
+    }
+}
