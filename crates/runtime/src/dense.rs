@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use crate::kernels::Threads;
+use crate::threads::Threads;
 
 /// Output channels per panel.
 pub const PANEL: usize = 16;

@@ -10,7 +10,7 @@
 //! `Σ (q_k+128)·w_jk = Σ q_k·w_jk + 128·Σ w_jk`.
 
 use crate::dense::{for_each_panel_pair, OutPtr};
-use crate::kernels::Threads;
+use crate::threads::Threads;
 
 /// Rows of activations per tile.
 const TILE: usize = 8;

@@ -5,10 +5,7 @@
 use crate::dense::DenseMatrix;
 use crate::int8::QuantizedMatrix;
 
-/// How many threads one decoding state's matrix products may split over (1: none; a share of a
-/// batch decoded on its own thread uses 1 inside a larger pool).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Threads(pub usize);
+pub use crate::threads::Threads;
 
 /// A weight matrix `[out, in]` (as torch's `Linear` stores it), f32 or int8.
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ pub mod kernels;
 pub mod lstm;
 pub mod quantize;
 pub mod search;
+pub mod threads;
 pub mod transformer;
 pub mod translator;
 pub mod weights;

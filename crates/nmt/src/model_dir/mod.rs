@@ -64,10 +64,7 @@ impl LoadedModel {
 
 /// A checkpoint's tensors with compactly stored (pruned) weights restored to dense form, and the
 /// keep-masks of those weights, by parameter name (none for a dense model).
-pub fn load_dense(
-    path: &Path,
-    device: Device,
-) -> Result<(HashMap<String, Tensor>, KeepMasks), Error> {
+pub fn load_dense(path: &Path, device: Device) -> Result<(HashMap<String, Tensor>, KeepMasks), Error> {
     let mut tensors = checkpoint::load(path, device)?.tensors;
     let masks = sparse::densify(&mut tensors, "model.")
         .map_err(|reason| CheckpointError::Invalid { path: path.into(), reason })?;
