@@ -44,7 +44,7 @@ pub fn greedy<D: Decoder>(
                 (best as u32, lp)
             })
             .collect();
-        match search.advance(max_lens, &best) {
+        match search.advance(max_lens, |row| best[row]) {
             GreedyStep::Done => break,
             GreedyStep::AllGoOn => prev = best.iter().map(|b| b.0).collect(),
             GreedyStep::Rows(keep) => {
@@ -94,12 +94,12 @@ impl GreedySearch {
         self.alive.is_empty()
     }
 
-    /// Takes each live row's best token and its log-probability (`best[row]`).
-    pub fn advance(&mut self, max_lens: &[usize], best: &[(u32, f32)]) -> GreedyStep {
+    /// Takes each live row's best token and its log-probability (`best(row)`).
+    pub fn advance(&mut self, max_lens: &[usize], best: impl Fn(usize) -> (u32, f32)) -> GreedyStep {
         self.t += 1;
         let mut keep = Vec::with_capacity(self.alive.len());
         for (row, &sent) in self.alive.iter().enumerate() {
-            let (token, lp) = best[row];
+            let (token, lp) = best(row);
             let h = &mut self.hyps[sent];
             h.score += lp;
             h.token_logprobs.push(lp);

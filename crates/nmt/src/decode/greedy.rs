@@ -21,8 +21,7 @@ pub fn greedy(model: &dyn Seq2Seq, src: &Tensor, max_lens: &[usize], length_pena
         let (best_lp, best_tok) = logp.max_dim(-1, false); // [rows], [rows]
         let toks: Vec<i64> = Vec::try_from(&best_tok).expect("i64 tokens");
         let lps: Vec<f32> = Vec::try_from(&best_lp.to_kind(Kind::Float)).expect("f32 log-probs");
-        let best: Vec<(u32, f32)> = toks.iter().zip(lps).map(|(&t, lp)| (t as u32, lp)).collect();
-        match search.advance(max_lens, &best) {
+        match search.advance(max_lens, |row| (toks[row] as u32, lps[row])) {
             GreedyStep::Done => break,
             GreedyStep::AllGoOn => prev = best_tok,
             GreedyStep::Rows(keep) => {

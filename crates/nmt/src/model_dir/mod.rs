@@ -6,7 +6,7 @@
 //!   model is pruned, see [`sparse`])
 //! - `last.safetensors`   weights + optimiser state + training state: what `--resume` continues from
 //! - `step-NNNNNNN.safetensors` the weights of the last validations, for checkpoint averaging
-//! - `metrics.jsonl` one [`crate::train::metrics::Record`] per log/validation event; `loss.svg` the curves
+//! - `metrics.jsonl` one JSON record per log/validation event (written by training); `loss.svg` the curves
 //!
 //! The directory format is shared with the libtorch-free runtime (`seqkd_runtime::format`).
 

@@ -2,7 +2,7 @@
 //! `<name>.__mask` (one bit per weight, u8-packed, little-endian bit order), `<name>.__values`
 //! (the kept weights, f32, in order) and `<name>.__shape` (its dense shape, i64), so a model
 //! directory's size falls with the pruning ratio. Loading restores the dense tensors and hands
-//! back the keep-masks (true = kept), which retraining holds (see `crate::prune`). The runtime
+//! back the keep-masks (true = kept), which retraining under the mask holds at zero. The runtime
 //! reads the same layout (`seqkd_runtime::format`).
 
 use std::collections::HashMap;

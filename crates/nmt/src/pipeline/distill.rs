@@ -60,6 +60,19 @@ fn log_pass(what: &str, stats: &PassStats) {
     );
 }
 
+/// Whether the teacher pass writing the target side of `data`'s corpus for `job` over `n`
+/// sentences is finished; what was found is kept in `found` for [`Stage::reuse`].
+fn check_finished(
+    ctx: &Context,
+    found: &Cell<Option<Finished>>,
+    data: TrainingData,
+    job: &str,
+    n: usize,
+) -> Result<bool, Error> {
+    found.set(distill::finished(&ctx.corpus(data).1, job, n, &pass_options(ctx))?);
+    Ok(found.get().is_some())
+}
+
 /// §3.2: the teacher's beam-search translation of the training source.
 #[derive(Default)]
 pub(super) struct SeqKdCorpus {
@@ -74,9 +87,7 @@ impl Stage for SeqKdCorpus {
     fn done(&self, ctx: &Context) -> Result<bool, Error> {
         let srcs = &ctx.gold()?.src;
         let job = seq_kd::job(&ctx.teacher_dir, srcs, true, &decode_with(ctx, ctx.cfg.distill.seq_kd_beam))?;
-        let out = ctx.corpus(TrainingData::SeqKd).1;
-        self.found.set(distill::finished(&out, &job, srcs.len(), &pass_options(ctx))?);
-        Ok(self.found.get().is_some())
+        check_finished(ctx, &self.found, TrainingData::SeqKd, &job, srcs.len())
     }
 
     fn reuse(&self, ctx: &mut Context) -> Result<(), Error> {
@@ -124,9 +135,7 @@ impl Stage for SeqInterCorpus {
         let (srcs, refs) = self.pairs(ctx)?;
         let job =
             seq_inter::job(&ctx.teacher_dir, srcs, refs, &decode_with(ctx, ctx.cfg.distill.seq_inter_beam))?;
-        let out = ctx.corpus(TrainingData::SeqInter).1;
-        self.found.set(distill::finished(&out, &job, srcs.len(), &pass_options(ctx))?);
-        Ok(self.found.get().is_some())
+        check_finished(ctx, &self.found, TrainingData::SeqInter, &job, srcs.len())
     }
 
     fn reuse(&self, ctx: &mut Context) -> Result<(), Error> {

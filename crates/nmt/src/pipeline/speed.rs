@@ -32,9 +32,8 @@ impl TimeDecoding {
         ctx.evaluated.iter().map(|name| ctx.run.eval(name)).collect()
     }
 
-    /// Puts `speeds` into the evaluations.
-    fn apply(ctx: &mut Context, speeds: &[DecodingSpeed]) {
-        let threads = tch::get_num_threads();
+    /// Puts `speeds`, measured with `threads`, into the evaluations.
+    fn apply(ctx: &mut Context, speeds: &[DecodingSpeed], threads: i32) {
         for (e, speed) in ctx.evaluations.iter_mut().zip(speeds) {
             (e.words_per_s_greedy, e.words_per_s_beam) = (speed.words_per_s_greedy, speed.words_per_s_beam);
             e.threads = threads;
@@ -62,7 +61,7 @@ impl Stage for TimeDecoding {
     fn reuse(&self, ctx: &mut Context) -> Result<(), Error> {
         let timed: SpeedFile = read_json(&Self::speed_path(ctx))?;
         let speeds: Vec<DecodingSpeed> = timed.models.into_iter().map(|m| m.speed).collect();
-        Self::apply(ctx, &speeds);
+        Self::apply(ctx, &speeds, Self::settings(ctx).threads);
         Ok(())
     }
 
@@ -74,7 +73,7 @@ impl Stage for TimeDecoding {
             .collect::<Result<Vec<_>, _>>()?;
         let speeds = time_decoding(&models, &ctx.test()?.src, TIMED_ROUNDS)?;
         drop(models);
-        Self::apply(ctx, &speeds);
+        Self::apply(ctx, &speeds, settings.threads);
         for (e, path) in ctx.evaluations.iter().zip(Self::eval_files(ctx)) {
             write_json(&path, e)?;
         }

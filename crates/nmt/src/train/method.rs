@@ -2,12 +2,12 @@
 //!
 //! - an [`Objective`]: the loss on a batch. Plain training minimises label-smoothed cross-entropy
 //!   ([`CrossEntropy`]); Word-KD's interpolation with a teacher's distribution
-//!   (`crate::distill::word_kd`) is another objective.
+//!   (Kim & Rush §3.1, in the distillation module) is another objective.
 //! - a [`WeightConstraint`] applied around every optimiser step. Plain training has none
 //!   ([`Unconstrained`]); retraining a pruned model holds its pruned weights at zero
-//!   (`crate::prune::Masks`).
+//!   (the pruning module's masks).
 //!
-//! A [`Method`] builds both for one run; `crate::student` is the method that reads a config's
+//! A [`Method`] builds both for one run; the student module's is the method that reads a config's
 //! `[word_kd]` section and a pruned starting model.
 
 use std::collections::HashMap;
@@ -87,16 +87,4 @@ pub struct RunData<'a> {
 pub trait Method {
     fn objective(&self, data: &RunData) -> Result<Box<dyn Objective>, Error>;
     fn constraint(&self, start: Start) -> Result<Box<dyn WeightConstraint>, Error>;
-}
-
-/// Plain maximum likelihood: cross-entropy, no constraint.
-pub struct Plain;
-
-impl Method for Plain {
-    fn objective(&self, _data: &RunData) -> Result<Box<dyn Objective>, Error> {
-        Ok(Box::new(CrossEntropy))
-    }
-    fn constraint(&self, _start: Start) -> Result<Box<dyn WeightConstraint>, Error> {
-        Ok(Box::new(Unconstrained))
-    }
 }

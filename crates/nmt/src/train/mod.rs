@@ -201,9 +201,9 @@ fn begin(
         state = restore(&vs, &mut opt, &loaded.tensors, &loaded.metadata, &last_path)?;
         constraint = Some(method.constraint(Start::Resumed { checkpoint: &loaded.tensors })?);
     }
-    if let (true, Some(constraint)) = (state.finished, &mut constraint) {
+    if state.finished {
         if !t.budget_allows_more(state.step, state.epoch, state.train_seconds, state.bad_validations) {
-            let constraint = std::mem::replace(constraint, Box::new(method::Unconstrained));
+            let constraint = constraint.expect("only a resumed run is finished");
             return Ok(Begun { vs, model, opt, state, constraint });
         }
         state.finished = false;

@@ -7,7 +7,8 @@
 //! off the sorted resampled differences at the 1/40 quantiles, as sacrebleu's `estimate_ci` reads
 //! its per-system interval (with 1,000 resamples: the 26th and the 975th).
 
-use super::bleu::{check_streams, compute_bleu, BleuConfig, BleuStats, SentenceBleu};
+use super::bleu::{compute_bleu, BleuConfig, BleuStats};
+use super::bleu_scorer::{check_streams, SentenceBleu};
 use super::MetricsError;
 use crate::splitmix::SplitMix64;
 

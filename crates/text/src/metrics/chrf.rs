@@ -11,7 +11,7 @@ use std::fmt;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::bleu::check_streams;
+use super::bleu_scorer::check_streams;
 use super::ngrams::{Interner, MatchScratch, NgramIndex};
 use super::pystr::{is_py_whitespace, py_lower_into, py_split};
 use super::{MetricScore, MetricsError, SACREBLEU_VERSION};

@@ -30,6 +30,7 @@
 //! point by code point against Python in `tests/metrics_golden.rs`.
 
 pub mod bleu;
+pub mod bleu_scorer;
 pub mod bootstrap;
 pub mod chrf;
 mod ngrams;
@@ -39,9 +40,10 @@ pub mod tokenize;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
-pub use bleu::{
-    corpus_bleu, corpus_bleu_multi, sentence_bleu, sentence_bleu_grouped_par, sentence_bleu_par, BleuConfig,
-    BleuReference, BleuScore, BleuStats, SentenceBleu, Smoothing, MAX_NGRAM_ORDER,
+pub use bleu::{BleuConfig, BleuScore, BleuStats, Smoothing, MAX_NGRAM_ORDER};
+pub use bleu_scorer::{
+    corpus_bleu, corpus_bleu_multi, sentence_bleu, sentence_bleu_grouped_par, sentence_bleu_par,
+    BleuReference, SentenceBleu,
 };
 pub use bootstrap::{paired_bootstrap_bleu, BleuDifference};
 pub use chrf::{corpus_chrf, corpus_chrf_multi, sentence_chrf, ChrfConfig, ChrfScore, ChrfScorer};
