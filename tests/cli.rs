@@ -218,6 +218,17 @@ fn demo_runs_the_pipeline_and_prints_the_report_with_computed_claims() {
     for file in ["curves.svg", "bleu-speed.svg", "eval/seq-kd.greedy.txt", "distill/topk-gold.bin"] {
         assert!(dir.path().join(file).exists(), "{file} missing");
     }
+    // What a newcomer reads first: the plain-language summary, the plots as PNG, a clean test path,
+    // and the native engine's int8 speed beside libtorch's.
+    assert!(report.contains("## What this run shows\n\nThis run trained"), "{report}");
+    for png in ["curves.png", "bleu-speed.png"] {
+        assert!(report.contains(&format!("]({png})")), "{png} not embedded in\n{report}");
+        assert!(std::fs::read(dir.path().join(png)).unwrap().starts_with(b"\x89PNG"), "{png}");
+    }
+    let test_line = report.lines().find(|l| l.starts_with("Test set:")).unwrap();
+    assert!(!test_line.contains("..") && !test_line.contains("/./"), "{test_line}");
+    assert!(report.contains("| int8 K=1 |"), "{report}");
+    assert_eq!(json["models"][1]["native_int8"]["words_per_s_greedy"].as_f64().map(|v| v > 0.0), Some(true));
 }
 
 /// A tiny training config over a generated corpus in `dir`.
@@ -650,8 +661,25 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
         for speed in ["words_per_s_greedy", "words_per_s_beam"] {
             assert!(model[speed].as_f64().unwrap() > 0.0, "{model}");
             assert_eq!(eval[speed], model[speed], "{name}");
+            // ... and on the native engine, int8 and f32, for every model (pruned ones included).
+            for native in ["native_int8", "native_f32"] {
+                assert!(model[native][speed].as_f64().unwrap() > 0.0, "{model}");
+                assert_eq!(eval[native][speed], model[native][speed], "{name}");
+            }
         }
     }
+    assert!(stdout(&done).contains("| int8 K=1 vs teacher int8 K=5 |"), "{}", stdout(&done));
+    // The report opens with what the run shows, and shows its plots as PNG.
+    let report = std::fs::read_to_string(a.join("report.md")).unwrap();
+    assert!(report.contains("## What this run shows\n\nThis run trained a large *teacher*"), "{report}");
+    for png in ["curves.png", "bleu-speed.png", "models/teacher/loss.png", "models/seq-kd-pruned80/loss.png"]
+    {
+        let bytes = std::fs::read(a.join(png)).unwrap_or_else(|e| panic!("{png}: {e}"));
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{png}");
+    }
+    // The whole run's progress: every stage numbered, with the time so far and the time left.
+    let log = stderr(&done);
+    assert!(log.contains("[pipeline] stage 1 of ") && log.contains("left in all"), "{log}");
     // The Seq-KD corpus's students from scratch train with plain cross-entropy; the others,
     // fine-tunes included, with their configs' label smoothing (0.1 by default).
     for (name, smoothing) in
@@ -732,8 +760,8 @@ fn pipeline_killed_twice_and_rerun_gives_the_uninterrupted_results() {
     assert!(continued.status.success(), "{log}");
     assert!(log.contains("train seq-kd: done already, skipped"), "{log}");
     assert!(log.contains("evaluate seq-kd: done already, skipped"), "{log}");
-    assert!(log.contains("[pipeline] evaluate seq-kd-pruned80\n"), "{log}");
-    assert!(log.contains("[pipeline] time decoding (every model in turn, fastest of 3 rounds)\n"), "{log}");
+    assert!(log.contains(": evaluate seq-kd-pruned80 ("), "{log}");
+    assert!(log.contains(": time decoding (every model in turn, fastest of 3 rounds) ("), "{log}");
     assert_eq!(completed_steps(&a.join("models/seq-kd-pruned80")), 7);
 
     // A changed recipe, or a budget below what was trained, is refused with what changed.

@@ -32,6 +32,12 @@ pub struct Evaluation {
     /// Source words/s with K = 1 and K = `beam_size`, from [`time_decoding`].
     pub words_per_s_greedy: f64,
     pub words_per_s_beam: f64,
+    /// The same speeds on the native engine (seqkd-runtime) with int8 and with f32 matrix
+    /// products, on as many threads (None: not timed, or a model the runtime cannot load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_int8: Option<DecodingSpeed>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_f32: Option<DecodingSpeed>,
     /// libtorch threads the speeds were measured with.
     pub threads: i32,
     pub sentences: usize,
@@ -78,6 +84,8 @@ pub fn evaluate(
         mode_mass,
         words_per_s_greedy: 0.0,
         words_per_s_beam: 0.0,
+        native_int8: None,
+        native_f32: None,
         threads: tch::get_num_threads(),
         sentences: srcs.len(),
         greedy_output,
@@ -101,36 +109,125 @@ pub struct DecodingSpeed {
     pub words_per_s_beam: f64,
 }
 
-/// Times greedy and `decode.beam_size`-beam decoding of `srcs` by every (model, its decoding
-/// settings), interleaved: each of `passes` rounds decodes with every model in turn, and a model's
-/// speed is its fastest round.
+/// The native engine's arithmetic in Table 2: int8 (what a user would deploy) and f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NativePrecision {
+    Int8,
+    F32,
+}
+
+impl NativePrecision {
+    pub const ALL: [NativePrecision; 2] = [NativePrecision::Int8, NativePrecision::F32];
+
+    /// Its name in `eval/speed.json`'s settings.
+    pub fn name(self) -> &'static str {
+        match self {
+            NativePrecision::Int8 => "native-int8",
+            NativePrecision::F32 => "native-f32",
+        }
+    }
+}
+
+/// A model's decoding speeds on every engine [`time_decoding`] timed it with.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EngineSpeeds {
+    /// libtorch: the speeds the paper's claims are decided on.
+    #[serde(flatten)]
+    pub torch: DecodingSpeed,
+    /// The native engine (seqkd-runtime, no libtorch, on the CPU) with int8 matrix products; None
+    /// when it was not timed (files of earlier versions) or could not load the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_int8: Option<DecodingSpeed>,
+    /// The same with f32 matrix products.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native_f32: Option<DecodingSpeed>,
+}
+
+/// One model as [`time_decoding`] times it: on libtorch with its decoding settings, and on the
+/// native engine in each precision it was loaded with (see [`load_native`]).
+pub struct TimedModel<'a> {
+    pub torch: &'a LoadedModel,
+    pub decode: &'a DecodeConfig,
+    pub native: Vec<(NativePrecision, seqkd_runtime::Translator)>,
+}
+
+/// The model directory `dir` on the native engine with `precision` and `threads`, decoding as
+/// `decode` says. Greedy search skips its softmax, as `seqkd translate --engine native` does when
+/// no scores are printed: the speed a user of the native engine gets.
+pub fn load_native(
+    dir: &std::path::Path,
+    precision: NativePrecision,
+    threads: usize,
+    decode: &DecodeConfig,
+) -> Result<seqkd_runtime::Translator, seqkd_runtime::translator::LoadError> {
+    let precision = match precision {
+        NativePrecision::Int8 => seqkd_runtime::translator::Precision::Int8,
+        NativePrecision::F32 => seqkd_runtime::translator::Precision::AsStored,
+    };
+    let mut native = seqkd_runtime::Translator::load(dir, None, precision, threads)?;
+    native.cfg = decode.clone();
+    native.scores = false;
+    Ok(native)
+}
+
+/// Times greedy and `decode.beam_size`-beam decoding of `srcs` by every model, on libtorch and on
+/// the native engines it carries, interleaved: each of `passes` rounds decodes with every model in
+/// turn (first all on libtorch, exactly as when libtorch was the only engine timed, then all on
+/// each native engine), and a (model, engine, beam)'s speed is its fastest round.
 ///
 /// Why interleaved: on a shared machine the speed of one model drifts by ±20% over minutes, so
 /// models timed one after another, minutes apart, compare badly (the same Multi30k teacher and
 /// student measured 9.4× and, two minutes later, 14.2×). Within a round every model sees the
 /// same machine, and the fastest round is the one least disturbed.
 pub fn time_decoding(
-    models: &[(LoadedModel, DecodeConfig)],
+    models: &mut [TimedModel],
     srcs: &[String],
     passes: usize,
-) -> Result<Vec<DecodingSpeed>, Error> {
+) -> Result<Vec<EngineSpeeds>, Error> {
     let words: usize = srcs.iter().map(|s| s.split_whitespace().count()).sum();
-    let mut fastest = vec![[f64::INFINITY; 2]; models.len()];
+    // Seconds of the fastest round per model: libtorch, then each native precision; [greedy, beam].
+    let engines = 1 + NativePrecision::ALL.len();
+    let mut fastest = vec![vec![[f64::INFINITY; 2]; engines]; models.len()];
+    let time = |best: &mut f64, decode: &mut dyn FnMut() -> Result<(), Error>| -> Result<(), Error> {
+        let start = Instant::now();
+        decode()?;
+        *best = best.min(start.elapsed().as_secs_f64());
+        Ok(())
+    };
     for _ in 0..passes.max(1) {
-        for ((model, decode), best) in models.iter().zip(&mut fastest) {
-            for (beam, best) in [1, decode.beam_size].into_iter().zip(best.iter_mut()) {
-                let start = Instant::now();
-                translator(model, decode, beam).translate(srcs, 1, |_| {})?;
-                *best = best.min(start.elapsed().as_secs_f64());
+        for (m, best) in models.iter().zip(&mut fastest) {
+            for (beam, best) in [1, m.decode.beam_size].into_iter().zip(best[0].iter_mut()) {
+                time(best, &mut || {
+                    Ok(translator(m.torch, m.decode, beam).translate(srcs, 1, |_| {}).map(drop)?)
+                })?;
+            }
+        }
+        for (e, precision) in NativePrecision::ALL.into_iter().enumerate() {
+            for (m, best) in models.iter_mut().zip(&mut fastest) {
+                let beam_size = m.decode.beam_size;
+                let Some((_, native)) = m.native.iter_mut().find(|(p, _)| *p == precision) else { continue };
+                for (beam, best) in [1, beam_size].into_iter().zip(best[1 + e].iter_mut()) {
+                    native.cfg.beam_size = beam;
+                    time(best, &mut || Ok(native.translate(srcs, 1, |_| {}).map(drop)?))?;
+                }
             }
         }
     }
-    let per_s = |seconds: f64| words as f64 / seconds.max(1e-9);
+    let speed = |[greedy, beam]: [f64; 2]| DecodingSpeed {
+        words_per_s_greedy: words as f64 / greedy.max(1e-9),
+        words_per_s_beam: words as f64 / beam.max(1e-9),
+    };
+    let native = |engines: &[[f64; 2]], precision: NativePrecision| {
+        let at = 1 + NativePrecision::ALL.iter().position(|p| *p == precision).expect("listed");
+        let [greedy, beam] = engines[at];
+        (greedy.is_finite() && beam.is_finite()).then(|| speed([greedy, beam]))
+    };
     Ok(fastest
-        .into_iter()
-        .map(|[greedy, beam]| DecodingSpeed {
-            words_per_s_greedy: per_s(greedy),
-            words_per_s_beam: per_s(beam),
+        .iter()
+        .map(|engines| EngineSpeeds {
+            torch: speed(engines[0]),
+            native_int8: native(engines, NativePrecision::Int8),
+            native_f32: native(engines, NativePrecision::F32),
         })
         .collect())
 }

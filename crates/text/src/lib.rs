@@ -3,12 +3,13 @@
 //! The data flow starts here: [`corpus`] reads and validates parallel files, [`vocab`] trains and
 //! applies a joint subword vocabulary, [`batching`] groups sentence pairs into token-sized batches,
 //! and [`metrics`] scores translations exactly as sacrebleu 2.6.0 does. [`synth`] generates the
-//! built-in corpus that the demo and the tests use.
+//! built-in corpus that the demo and the tests use; [`paths`] shows paths as a person reads them.
 
 pub mod batching;
 pub mod corpus;
 pub mod fnv;
 pub mod metrics;
+pub mod paths;
 pub mod resumable;
 pub mod splitmix;
 pub mod synth;

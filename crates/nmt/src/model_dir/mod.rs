@@ -6,7 +6,8 @@
 //!   model is pruned, see [`sparse`])
 //! - `last.safetensors`   weights + optimiser state + training state: what `--resume` continues from
 //! - `step-NNNNNNN.safetensors` the weights of the last validations, for checkpoint averaging
-//! - `metrics.jsonl` one JSON record per log/validation event (written by training); `loss.svg` the curves
+//! - `metrics.jsonl` one JSON record per log/validation event (written by training); `loss.svg` and
+//!   `loss.png` the curves
 //!
 //! The directory format is shared with the libtorch-free runtime (`seqkd_runtime::format`).
 

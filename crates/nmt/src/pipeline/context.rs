@@ -16,6 +16,7 @@ use crate::model::ModelConfig;
 use crate::model_dir::{LoadedModel, CONFIG_FILE};
 use crate::table1::{pruned_name, Row, TrainingData, TEACHER};
 
+use super::progress::{Corpus, Cost};
 use super::PipelineConfig;
 
 /// One step of the experiment.
@@ -28,6 +29,8 @@ pub(super) trait Stage {
     }
     /// Whether its outputs are complete, so that it is skipped.
     fn done(&self, ctx: &Context) -> Result<bool, Error>;
+    /// What running it costs, estimated from the config (see [`super::progress`]).
+    fn cost(&self, ctx: &Context) -> Cost;
     /// Makes (or resumes making) its outputs.
     fn run(&self, ctx: &mut Context) -> Result<(), Error>;
     /// What a skipped stage still hands to the later ones (its results, read back).
@@ -167,6 +170,44 @@ impl<'a> Context<'a> {
         Ok((model, decode))
     }
 
+    /// The sentences and mean words (the longer side) of `data`'s training corpus, as far as
+    /// known before it exists (the distilled corpora have the gold corpus's sentences).
+    pub fn corpus_size(&self, data: TrainingData) -> Corpus {
+        let gold = self.gold().ok();
+        let sentences = gold.map_or(0, |g| g.src.len());
+        let words = gold.map_or(0.0, |g| {
+            let longer = g.src.iter().zip(&g.tgt).map(|(s, t)| words(s).max(words(t)));
+            longer.sum::<usize>() as f64 / sentences.max(1) as f64
+        });
+        let sentences = match (data, self.cfg.distill.seq_inter_sentences) {
+            (TrainingData::SeqInter, n) if n > 0 => n.min(sentences),
+            _ => sentences,
+        };
+        Corpus { sentences, words }
+    }
+
+    /// The test set's sentences and mean source words.
+    pub fn test_size(&self) -> Corpus {
+        let test = self.test().ok();
+        let sentences = test.map_or(0, |t| t.src.len());
+        let total: usize = test.map_or(0, |t| t.src.iter().map(|s| words(s)).sum());
+        Corpus { sentences, words: total as f64 / sentences.max(1) as f64 }
+    }
+
+    /// The subword vocabulary's size, as the config asks for it.
+    pub fn vocab_size(&self) -> usize {
+        self.cfg.data.vocab.size
+    }
+
+    /// The architecture of the evaluated model `name`.
+    pub fn arch(&self, name: &str) -> &ModelConfig {
+        if name.starts_with(TEACHER) {
+            &self.teacher_arch
+        } else {
+            &self.cfg.student.model
+        }
+    }
+
     /// The directory of a model the pipeline evaluates: the teacher's may lie outside the run.
     pub fn model_dir(&self, name: &str) -> PathBuf {
         if name == TEACHER {
@@ -175,6 +216,10 @@ impl<'a> Context<'a> {
             self.run.model(name)
         }
     }
+}
+
+fn words(s: &str) -> usize {
+    s.split_whitespace().count()
 }
 
 /// The stored top-k file along the corpus of `data`.

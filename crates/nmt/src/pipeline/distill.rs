@@ -16,6 +16,7 @@ use crate::model_dir::VOCAB_FILE;
 use crate::table1::TrainingData;
 
 use super::context::{topk_file, write_lines, Context, Stage};
+use super::progress::{self, Cost};
 
 fn pass_options(ctx: &Context) -> PassOptions {
     PassOptions {
@@ -90,6 +91,12 @@ impl Stage for SeqKdCorpus {
         check_finished(ctx, &self.found, TrainingData::SeqKd, &job, srcs.len())
     }
 
+    fn cost(&self, ctx: &Context) -> Cost {
+        let corpus = ctx.corpus_size(TrainingData::SeqKd);
+        let beam = ctx.cfg.distill.seq_kd_beam;
+        progress::decoding(&ctx.teacher_arch, ctx.vocab_size(), corpus.sentences, corpus.words, &[beam])
+    }
+
     fn reuse(&self, ctx: &mut Context) -> Result<(), Error> {
         note_unrecorded(self.found.get(), &ctx.corpus(TrainingData::SeqKd).1, &pass_options(ctx));
         Ok(())
@@ -136,6 +143,12 @@ impl Stage for SeqInterCorpus {
         let job =
             seq_inter::job(&ctx.teacher_dir, srcs, refs, &decode_with(ctx, ctx.cfg.distill.seq_inter_beam))?;
         check_finished(ctx, &self.found, TrainingData::SeqInter, &job, srcs.len())
+    }
+
+    fn cost(&self, ctx: &Context) -> Cost {
+        let corpus = ctx.corpus_size(TrainingData::SeqInter);
+        let beam = ctx.cfg.distill.seq_inter_beam;
+        progress::decoding(&ctx.teacher_arch, ctx.vocab_size(), corpus.sentences, corpus.words, &[beam])
     }
 
     fn reuse(&self, ctx: &mut Context) -> Result<(), Error> {
@@ -214,6 +227,10 @@ impl Stage for TopkStore {
             )?;
             Ok(distill::finished(&store, &job, srcs.len(), &pass_options(ctx))?.is_some())
         })
+    }
+
+    fn cost(&self, ctx: &Context) -> Cost {
+        progress::forward(&ctx.teacher_arch, ctx.vocab_size(), ctx.corpus_size(self.data))
     }
 
     fn run(&self, ctx: &mut Context) -> Result<(), Error> {

@@ -11,6 +11,7 @@ use crate::evaluate::{evaluate, Evaluation};
 use crate::model_dir::BEST_FILE;
 
 use super::context::{newer, read_json, set_threads, write_json, write_lines, Context, Stage};
+use super::progress::{self, Cost};
 
 pub(super) struct Evaluate {
     name: String,
@@ -35,6 +36,11 @@ impl Stage for Evaluate {
     fn done(&self, ctx: &Context) -> Result<bool, Error> {
         let path = ctx.run.eval(&self.name);
         Ok(path.exists() && !newer(&ctx.model_dir(&self.name).join(BEST_FILE), &path))
+    }
+
+    fn cost(&self, ctx: &Context) -> Cost {
+        let (test, beams) = (ctx.test_size(), [1, ctx.cfg.eval.beam_size]);
+        progress::decoding(ctx.arch(&self.name), ctx.vocab_size(), test.sentences, test.words, &beams)
     }
 
     fn reuse(&self, ctx: &mut Context) -> Result<(), Error> {

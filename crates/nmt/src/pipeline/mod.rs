@@ -16,6 +16,7 @@ mod config;
 mod context;
 mod distill;
 mod evaluate;
+mod progress;
 mod prune;
 mod report;
 mod reuse;
@@ -24,11 +25,13 @@ mod train;
 mod vocab;
 
 use std::path::Path;
+use std::time::Instant;
 
 use crate::error::{io_err, Error};
 use crate::evaluate::Evaluation;
 use crate::table1::TrainingData;
 use context::{Context, Stage};
+use progress::Status;
 
 use crate::table1::pruned_name;
 pub use config::{DistillSettings, EvalSettings, PipelineConfig, PipelineData, PruneSettings, Recipe};
@@ -41,18 +44,34 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     let toml = toml::to_string_pretty(cfg).unwrap_or_default();
     seqkd_text::atomic_write(&out.join("pipeline.toml"), toml.as_bytes()).map_err(io_err(out))?;
     let mut ctx = Context::new(cfg, out, progress)?;
-    for stage in stages(cfg, &ctx) {
+    let stages = stages(cfg, &ctx);
+    // Which stages will run, for the estimate of the time left: a stage found complete now is
+    // expected to be skipped (one whose check fails now is left to fail when its turn comes).
+    let costs: Vec<_> = stages.iter().map(|s| s.cost(&ctx)).collect();
+    let mut status: Vec<Status> = (stages.iter())
+        .map(|s| if s.done(&ctx).unwrap_or(false) { Status::Skipped } else { Status::ToRun })
+        .collect();
+    let start = Instant::now();
+    for (i, stage) in stages.iter().enumerate() {
         let done = stage.done(&ctx)?;
-        match done {
-            true => eprintln!("[pipeline] {}: done already, skipped", stage.describe()),
-            false => eprintln!("[pipeline] {}", stage.describe_run()),
-        }
+        status[i] = if done { Status::Skipped } else { Status::ToRun };
+        let what = if done { stage.describe() } else { stage.describe_run() };
+        eprintln!("[pipeline] {}", progress::line(i, &what, &costs, &status, start.elapsed()));
+        let started = Instant::now();
         if done {
             stage.reuse(&mut ctx)?;
         } else {
             stage.run(&mut ctx)?;
+            status[i] = Status::Ran(started.elapsed().as_secs_f64());
         }
     }
+    let ran = status.iter().filter(|s| matches!(s, Status::Ran(_))).count();
+    eprintln!(
+        "[pipeline] {} stages in {} ({ran} run, {} complete already)",
+        stages.len(),
+        progress::clock(start.elapsed()),
+        stages.len() - ran
+    );
     Ok(ctx.evaluations)
 }
 

@@ -11,6 +11,7 @@ use crate::prune::{prune_model_dir, PruneScheme};
 use crate::table1::pruned_name;
 
 use super::context::{newer, Context, Stage};
+use super::progress::Cost;
 
 pub(super) struct Prune {
     /// The model pruned: the row's student, or (iterative) the previous ratio's retrained model.
@@ -36,6 +37,10 @@ impl Stage for Prune {
 
     fn done(&self, _ctx: &Context) -> Result<bool, Error> {
         pruned_as_asked(&self.one_shot, &self.source, self.ratio, self.scheme)
+    }
+
+    fn cost(&self, _ctx: &Context) -> Cost {
+        Cost::other(1.0) // one pass over the weights
     }
 
     fn run(&self, _ctx: &mut Context) -> Result<(), Error> {

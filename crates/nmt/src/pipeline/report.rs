@@ -7,6 +7,7 @@ use crate::report::{Pruning, Results, Training};
 use crate::train::metrics::{self, Record};
 
 use super::context::{Context, Stage};
+use super::progress::Cost;
 use super::train::completed_state;
 
 pub(super) struct Report;
@@ -38,10 +39,15 @@ impl Stage for Report {
         Ok(false)
     }
 
+    fn cost(&self, ctx: &Context) -> Cost {
+        // The bootstrap intervals of three claims, then the plots.
+        Cost::other(2.0 + 0.003 * ctx.test_size().sentences as f64)
+    }
+
     fn run(&self, ctx: &mut Context) -> Result<(), Error> {
         let cfg = ctx.cfg;
         let results = Results {
-            test_set: cfg.data.test_tgt.clone(),
+            test_set: seqkd_text::paths::shown_from_here(&cfg.data.test_tgt),
             beam_size: cfg.eval.beam_size,
             training: ctx.evaluations.iter().map(|e| training(ctx, &e.name)).collect(),
             evaluations: ctx.evaluations.clone(),

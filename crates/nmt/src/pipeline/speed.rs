@@ -1,15 +1,17 @@
-//! Decoding speed of every model, timed together (see [`time_decoding`]), again whenever any model
-//! was evaluated again. Each `eval/<name>.json` is rewritten with its speeds before
-//! `eval/speed.json`, which marks the stage complete.
+//! Decoding speed of every model, timed together (see [`time_decoding`]) on libtorch and on the
+//! native engine (int8 and f32), again whenever any model was evaluated again. Each
+//! `eval/<name>.json` is rewritten with its speeds before `eval/speed.json`, which marks the stage
+//! complete.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::evaluate::{time_decoding, DecodingSpeed, TIMED_ROUNDS};
+use crate::evaluate::{load_native, time_decoding, EngineSpeeds, NativePrecision, TimedModel, TIMED_ROUNDS};
 
 use super::context::{newer, read_json, write_json, Context, Stage};
+use super::progress::{self, Cost, CostKind};
 
 pub(super) struct TimeDecoding;
 
@@ -25,6 +27,7 @@ impl TimeDecoding {
             batch_tokens: ctx.cfg.eval.batch_tokens,
             device: ctx.cfg.student.train.device.clone(),
             rounds: TIMED_ROUNDS,
+            engines: engines(),
         }
     }
 
@@ -33,9 +36,11 @@ impl TimeDecoding {
     }
 
     /// Puts `speeds`, measured with `threads`, into the evaluations.
-    fn apply(ctx: &mut Context, speeds: &[DecodingSpeed], threads: i32) {
+    fn apply(ctx: &mut Context, speeds: &[EngineSpeeds], threads: i32) {
         for (e, speed) in ctx.evaluations.iter_mut().zip(speeds) {
-            (e.words_per_s_greedy, e.words_per_s_beam) = (speed.words_per_s_greedy, speed.words_per_s_beam);
+            (e.words_per_s_greedy, e.words_per_s_beam) =
+                (speed.torch.words_per_s_greedy, speed.torch.words_per_s_beam);
+            (e.native_int8, e.native_f32) = (speed.native_int8, speed.native_f32);
             e.threads = threads;
         }
     }
@@ -58,9 +63,22 @@ impl Stage for TimeDecoding {
         ))
     }
 
+    fn cost(&self, ctx: &Context) -> Cost {
+        let (test, beams) = (ctx.test_size(), [1, ctx.cfg.eval.beam_size]);
+        let libtorch: f64 = (ctx.evaluated.iter())
+            .map(|name| {
+                progress::decoding(ctx.arch(name), ctx.vocab_size(), test.sentences, test.words, &beams)
+            })
+            .map(|c| c.seconds)
+            .sum();
+        // The two native engines together take about 0.7 of libtorch's time.
+        let seconds = TIMED_ROUNDS as f64 * libtorch * 1.7;
+        Cost { kind: CostKind::Decoding, seconds, cap_seconds: None }
+    }
+
     fn reuse(&self, ctx: &mut Context) -> Result<(), Error> {
         let timed: SpeedFile = read_json(&Self::speed_path(ctx))?;
-        let speeds: Vec<DecodingSpeed> = timed.models.into_iter().map(|m| m.speed).collect();
+        let speeds: Vec<EngineSpeeds> = timed.models.into_iter().map(|m| m.speed).collect();
         Self::apply(ctx, &speeds, Self::settings(ctx).threads);
         Ok(())
     }
@@ -71,23 +89,57 @@ impl Stage for TimeDecoding {
         let models = (ctx.evaluated.iter().zip(loaded))
             .map(|(name, model)| model.map_or_else(|| ctx.load_for_eval(name), Ok))
             .collect::<Result<Vec<_>, _>>()?;
-        let speeds = time_decoding(&models, &ctx.test()?.src, TIMED_ROUNDS)?;
+        let threads = settings.threads.max(1) as usize;
+        let mut timed: Vec<TimedModel> = (ctx.evaluated.iter().zip(&models))
+            .map(|(name, (torch, decode))| {
+                let native = NativePrecision::ALL
+                    .into_iter()
+                    .filter_map(|p| native(&ctx.model_dir(name), p, threads, decode).map(|n| (p, n)))
+                    .collect();
+                TimedModel { torch, decode, native }
+            })
+            .collect();
+        let speeds = time_decoding(&mut timed, &ctx.test()?.src, TIMED_ROUNDS)?;
+        drop(timed);
         drop(models);
         Self::apply(ctx, &speeds, settings.threads);
         for (e, path) in ctx.evaluations.iter().zip(Self::eval_files(ctx)) {
             write_json(&path, e)?;
         }
         let names = ctx.evaluated.iter().cloned();
-        let models = names.zip(speeds).map(|(name, speed)| TimedModel { name, speed }).collect();
+        let models = names.zip(speeds).map(|(name, speed)| SpeedRecord { name, speed }).collect();
         write_json(&Self::speed_path(ctx), &SpeedFile { settings, models })
     }
+}
+
+/// The engines the stage times, as `eval/speed.json` records them.
+fn engines() -> Vec<String> {
+    std::iter::once("libtorch")
+        .chain(NativePrecision::ALL.map(NativePrecision::name))
+        .map(String::from)
+        .collect()
+}
+
+/// `dir`'s model on the native engine, or None (with a note) when the runtime cannot load it:
+/// its native columns stay empty.
+fn native(
+    dir: &Path,
+    precision: NativePrecision,
+    threads: usize,
+    decode: &crate::config::DecodeConfig,
+) -> Option<seqkd_runtime::Translator> {
+    load_native(dir, precision, threads, decode)
+        .inspect_err(|e| {
+            eprintln!("[pipeline] note: not timed on the {} engine: {e}", precision.name());
+        })
+        .ok()
 }
 
 /// eval/speed.json: how the models were timed, and their speeds.
 #[derive(Serialize, Deserialize)]
 struct SpeedFile {
     settings: TimingSettings,
-    models: Vec<TimedModel>,
+    models: Vec<SpeedRecord>,
 }
 
 /// What the speeds depend on besides the models: timed again when any of it changes.
@@ -98,13 +150,17 @@ struct TimingSettings {
     batch_tokens: usize,
     device: String,
     rounds: usize,
+    /// libtorch and the native engines (absent from files of earlier versions, which timed
+    /// libtorch alone: their models are timed again).
+    #[serde(default)]
+    engines: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct TimedModel {
+struct SpeedRecord {
     name: String,
     #[serde(flatten)]
-    speed: DecodingSpeed,
+    speed: EngineSpeeds,
 }
 
 /// Whether `timed` (read from `speed_path`) holds the speeds of `names`, in order, timed with
@@ -124,6 +180,7 @@ fn speeds_current(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::evaluate::DecodingSpeed;
 
     #[test]
     fn speeds_are_timed_again_when_a_model_or_a_timing_setting_changed() {
@@ -131,12 +188,19 @@ mod tests {
         let names = vec!["teacher".to_string(), "seq-kd".to_string()];
         let evals: Vec<PathBuf> = names.iter().map(|n| dir.path().join(format!("{n}.json"))).collect();
         let speed_path = dir.path().join("speed.json");
-        let settings =
-            TimingSettings { threads: 2, beam_size: 5, batch_tokens: 4096, device: "cpu".into(), rounds: 3 };
-        let speed = DecodingSpeed { words_per_s_greedy: 2.0, words_per_s_beam: 1.0 };
+        let settings = TimingSettings {
+            threads: 2,
+            beam_size: 5,
+            batch_tokens: 4096,
+            device: "cpu".into(),
+            rounds: 3,
+            engines: engines(),
+        };
+        let pair = DecodingSpeed { words_per_s_greedy: 2.0, words_per_s_beam: 1.0 };
+        let speed = EngineSpeeds { torch: pair, native_int8: Some(pair), native_f32: None };
         let timed = |names: &[&str], settings: &TimingSettings| SpeedFile {
             settings: settings.clone(),
-            models: names.iter().map(|n| TimedModel { name: n.to_string(), speed }).collect(),
+            models: names.iter().map(|n| SpeedRecord { name: n.to_string(), speed }).collect(),
         };
         let at = |path: &Path, seconds: u64| {
             let time = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
@@ -151,6 +215,17 @@ mod tests {
         assert!(!current(Some(&timed(&["teacher"], &settings))), "a model added since");
         let one_thread = TimingSettings { threads: 1, ..settings.clone() };
         assert!(!current(Some(&timed(&["teacher", "seq-kd"], &one_thread))), "other threads");
+        // A file of an earlier version (libtorch alone, no native speeds) still reads, and its
+        // models are timed again on every engine.
+        let old = r#"{"settings": {"threads": 2, "beam_size": 5, "batch_tokens": 4096, "device": "cpu", "rounds": 3},
+            "models": [{"name": "teacher", "words_per_s_greedy": 2.0, "words_per_s_beam": 1.0},
+                       {"name": "seq-kd", "words_per_s_greedy": 2.0, "words_per_s_beam": 1.0}]}"#;
+        let old: SpeedFile = serde_json::from_str(old).unwrap();
+        assert_eq!(old.models[1].speed, EngineSpeeds { torch: pair, native_int8: None, native_f32: None });
+        assert!(!current(Some(&old)), "timed on libtorch alone");
+        let json = serde_json::to_value(timed(&["teacher"], &settings)).unwrap();
+        assert_eq!(json["models"][0]["native_int8"]["words_per_s_beam"], 1.0);
+        assert!(json["models"][0].get("native_f32").is_none(), "{json}");
         // A model evaluated again (or a run killed after rewriting the evaluations).
         at(&evals[1], 300);
         assert!(!current(Some(&timed(&["teacher", "seq-kd"], &settings))));

@@ -4,14 +4,16 @@
 
 use std::time::Instant;
 
+use crate::checkpoint;
 use crate::config::{Config, DataConfig, TrainConfig, WordKdConfig};
 use crate::error::{io_err, Error};
 use crate::model::ModelConfig;
-use crate::model_dir::{BEST_FILE, CONFIG_FILE};
+use crate::model_dir::{BEST_FILE, CONFIG_FILE, LAST_FILE};
 use crate::table1::{Row, TrainingData, TEACHER, TEACHER_SEQ_INTER};
 use crate::train::{TrainOptions, TrainState};
 
 use super::context::{newer, read_json, topk_file, Context, Stage};
+use super::progress::{self, Cost};
 use super::reuse::recipe_changes;
 
 /// Written into a model directory when its training stage is complete (holds the TrainState).
@@ -21,6 +23,8 @@ pub const COMPLETE_STAMP: &str = ".complete";
 pub(super) struct Train {
     name: String,
     config: Config,
+    /// The corpus it trains on.
+    data: TrainingData,
 }
 
 impl Train {
@@ -61,7 +65,7 @@ impl Train {
             },
             word_kd,
         };
-        Self { name: name.to_string(), config }
+        Self { name: name.to_string(), config, data }
     }
 
     pub fn teacher(ctx: &Context) -> Self {
@@ -103,15 +107,23 @@ impl Stage for Train {
     fn describe_run(&self) -> String {
         let (name, c) = (&self.name, &self.config);
         let what = match (&c.train.init, &c.word_kd) {
-            (Some(from), _) => format!("fine-tune {name} from {}", from.display()),
+            (Some(from), _) => {
+                format!("fine-tune {name} from {}", seqkd_text::paths::shown_from_here(from).display())
+            }
             (None, Some(_)) => format!("train {name} (with Word-KD)"),
             (None, None) => format!("train {name}"),
         };
-        format!("{what} on {}", c.data.train_tgt.display())
+        format!("{what} on {}", seqkd_text::paths::shown_from_here(&c.data.train_tgt).display())
     }
 
     fn done(&self, ctx: &Context) -> Result<bool, Error> {
         Ok(check_reusable(&ctx.run.model(&self.name), &self.config)?.is_some())
+    }
+
+    fn cost(&self, ctx: &Context) -> Cost {
+        let c = &self.config;
+        let done = resumed_from(&ctx.run.model(&self.name));
+        progress::training(&c.model, ctx.vocab_size(), &c.train, ctx.corpus_size(self.data), done)
     }
 
     fn run(&self, ctx: &mut Context) -> Result<(), Error> {
@@ -139,6 +151,14 @@ impl Stage for Train {
         let json = serde_json::to_string(&state).expect("serializable");
         seqkd_text::atomic_write(&stamp, json.as_bytes()).map_err(io_err(&stamp))
     }
+}
+
+/// The updates and training seconds the resumable checkpoint of `model_dir` holds: what a rerun
+/// of its stage continues from ((0, 0) when there is none).
+fn resumed_from(model_dir: &std::path::Path) -> (i64, f64) {
+    let meta = checkpoint::metadata(&model_dir.join(LAST_FILE)).ok();
+    let state = meta.and_then(|m| serde_json::from_str::<TrainState>(m.get("train_state")?).ok());
+    state.map_or((0, 0.0), |s| (s.step, s.train_seconds))
 }
 
 /// The training state a model directory's stamp records (None when the stage has not finished).

@@ -1,11 +1,12 @@
-//! `loss.svg`: training loss and validation perplexity against steps, drawn from `metrics.jsonl`.
+//! `loss.svg` and `loss.png`: training loss and validation perplexity against steps, drawn from
+//! `metrics.jsonl`.
 
 use std::path::Path;
 
 use super::metrics::Record;
-use crate::chart::line_chart;
+use crate::chart::{line_chart, write_svg_and_png};
 
-/// Reads `dir/metrics.jsonl` and writes `dir/loss.svg`.
+/// Reads `dir/metrics.jsonl` and writes `dir/loss.svg` and `dir/loss.png`.
 pub fn write_loss_plot(dir: &Path) -> std::io::Result<()> {
     let (mut train, mut valid) = (Vec::new(), Vec::new());
     for record in super::metrics::read(dir)? {
@@ -14,16 +15,15 @@ pub fn write_loss_plot(dir: &Path) -> std::io::Result<()> {
             Record::Valid { step, ppl, .. } => valid.push((step as f64, ppl.ln())),
         }
     }
-    seqkd_text::atomic_write(
+    write_svg_and_png(
         &dir.join("loss.svg"),
-        line_chart(
+        &line_chart(
             "step",
             "loss",
             &[
                 ("train loss (label-smoothed NLL/token)", &train, "#1f77b4"),
                 ("valid log-perplexity", &valid, "#d62728"),
             ],
-        )
-        .as_bytes(),
+        ),
     )
 }
