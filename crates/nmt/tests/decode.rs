@@ -24,6 +24,7 @@ fn transformer_cfg() -> ModelConfig {
         encoder_layers: 2,
         decoder_layers: 2,
         dropout: 0.0,
+        attention_dropout: None,
         tied_embeddings: true,
     })
 }
@@ -172,5 +173,27 @@ fn tiny_model_overfits_tiny_corpus() {
         let out = tch::no_grad(|| greedy(&m, &source_tensor(&rows, Device::Cpu), &max_lens, 1.0));
         let correct = out.iter().zip(&tgt).filter(|(h, t)| &h.tokens == *t).count();
         assert!(correct >= 22, "{cfg:?}: only {correct}/24 training targets reproduced");
+    }
+}
+
+/// `attention_dropout` reaches the attention layers, apart from `dropout`: with only attention
+/// dropout, two training-mode passes differ; with neither, they are equal.
+#[test]
+fn attention_dropout_is_its_own_option() {
+    let with = |attention_dropout| {
+        let ModelConfig::Transformer(t) = transformer_cfg() else { unreachable!() };
+        ModelConfig::Transformer(TransformerConfig { dropout: 0.0, attention_dropout, ..t })
+    };
+    let src = sentences(3, 1);
+    let tgt = sentences(3, 2);
+    let pairs: Vec<(&[u32], &[u32])> =
+        src.iter().zip(&tgt).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
+    let batch = Batch::new(&pairs, Device::Cpu);
+    for (attention_dropout, same) in [(Some(0.0), true), (None, true), (Some(0.5), false)] {
+        let (_vs, m) = model(&with(attention_dropout), 1);
+        let (a, b) = tch::no_grad(|| {
+            (m.logits(&batch.src, &batch.tgt_in, true), m.logits(&batch.src, &batch.tgt_in, true))
+        });
+        assert_eq!(max_diff(&a, &b) < 1e-6, same, "attention_dropout {attention_dropout:?}");
     }
 }

@@ -37,6 +37,11 @@ pub struct TransformerConfig {
     pub encoder_layers: i64,
     pub decoder_layers: i64,
     pub dropout: f64,
+    /// Dropout on the attention weights; absent: `dropout` (fairseq's `--attention-dropout`, which
+    /// its Transformer recipes leave at 0). With attention dropout libtorch's CPU attention cannot
+    /// use its fused kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attention_dropout: Option<f64>,
     /// One matrix for source embeddings, target embeddings and the output layer (the vocabulary is joint).
     pub tied_embeddings: bool,
 }
@@ -52,6 +57,11 @@ impl TransformerConfig {
         if self.encoder_layers <= 0 || self.decoder_layers <= 0 || self.d_ff <= 0 {
             return Err("encoder_layers, decoder_layers and d_ff must be >= 1".into());
         }
+        for (name, p) in [("dropout", Some(self.dropout)), ("attention_dropout", self.attention_dropout)] {
+            if let Some(p) = p.filter(|p| !(0.0..1.0).contains(p)) {
+                return Err(format!("{name} ({p}) must be in [0, 1)"));
+            }
+        }
         Ok(())
     }
 }
@@ -66,6 +76,7 @@ impl Default for TransformerConfig {
             encoder_layers: 3,
             decoder_layers: 3,
             dropout: 0.1,
+            attention_dropout: None,
             tied_embeddings: true,
         }
     }
@@ -387,4 +398,25 @@ fn f32_data(view: &safetensors::tensor::TensorView) -> Result<Vec<f32>, String> 
         return Err(format!("expected f32 weights, found {:?}", view.dtype()));
     }
     Ok(view.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attention_dropout_defaults_to_dropout_and_is_range_checked() {
+        let old: TransformerConfig = toml::from_str("dropout = 0.3").unwrap();
+        assert_eq!(old.attention_dropout, None, "configs written before the option still load");
+        assert!(
+            !toml::to_string(&old).unwrap().contains("attention_dropout"),
+            "and are written back unchanged"
+        );
+        let new: TransformerConfig = toml::from_str("dropout = 0.3\nattention_dropout = 0.0").unwrap();
+        assert_eq!(new.attention_dropout, Some(0.0));
+        assert!(new.validate().is_ok());
+        let bad = TransformerConfig { attention_dropout: Some(1.0), ..new };
+        assert!(bad.validate().unwrap_err().contains("attention_dropout"));
+        assert!(TransformerConfig { dropout: -0.1, ..old }.validate().is_err());
+    }
 }

@@ -65,12 +65,13 @@ impl Transformer {
                 Some(nn::linear(p / "out_proj", d, vocab_size, Default::default())),
             )
         };
+        let attn_drop = cfg.attention_dropout.unwrap_or(cfg.dropout);
         let encoder = (0..cfg.encoder_layers)
             .map(|i| {
                 let p = p / "encoder" / i;
                 EncoderLayer {
                     self_attn_norm: layer_norm(&(&p / "self_attn_norm"), d),
-                    self_attn: MultiHeadAttention::new(&(&p / "self_attn"), d, cfg.n_heads, cfg.dropout),
+                    self_attn: MultiHeadAttention::new(&(&p / "self_attn"), d, cfg.n_heads, attn_drop),
                     ffn_norm: layer_norm(&(&p / "ffn_norm"), d),
                     ffn: FeedForward::new(&(&p / "ffn"), d, cfg.d_ff, cfg.dropout),
                 }
@@ -81,9 +82,9 @@ impl Transformer {
                 let p = p / "decoder" / i;
                 DecoderLayer {
                     self_attn_norm: layer_norm(&(&p / "self_attn_norm"), d),
-                    self_attn: MultiHeadAttention::new(&(&p / "self_attn"), d, cfg.n_heads, cfg.dropout),
+                    self_attn: MultiHeadAttention::new(&(&p / "self_attn"), d, cfg.n_heads, attn_drop),
                     cross_attn_norm: layer_norm(&(&p / "cross_attn_norm"), d),
-                    cross_attn: MultiHeadAttention::new(&(&p / "cross_attn"), d, cfg.n_heads, cfg.dropout),
+                    cross_attn: MultiHeadAttention::new(&(&p / "cross_attn"), d, cfg.n_heads, attn_drop),
                     ffn_norm: layer_norm(&(&p / "ffn_norm"), d),
                     ffn: FeedForward::new(&(&p / "ffn"), d, cfg.d_ff, cfg.dropout),
                 }

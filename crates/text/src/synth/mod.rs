@@ -11,8 +11,12 @@
 //!   in person and number with their subject (which may be several words away).
 //! - **Genuine ambiguity.** About a quarter of the content words have two valid translations (a noun's
 //!   synonym may have another gender, so the agreement changes with it), English "you" is singular or
-//!   plural, "and" has two forms, and the time adverb may open the sentence or precede the verb. Each
-//!   reference picks among these at random with fixed probabilities (60/40, 65/35), as human
+//!   plural, "and" has two forms, and the time adverb may open the sentence or precede the verb.
+//! - **Free word order.** The case-marked object may be scrambled before the subject (40% of
+//!   clauses with an object), as in German or Russian: a choice that spans the whole clause, so a
+//!   model that mixes the two orders drops or repeats a noun phrase.
+//!
+//! Each reference picks among these at random with fixed probabilities (60/40, 65/35), as human
 //!   references vary. A teacher's beam output picks the likely variant consistently: this is the
 //!   multimodality that Seq-KD removes for the student (paper §3.2, §5).
 //!
@@ -129,6 +133,10 @@ const LEXICON_SEED: u64 = 0x5EED_2016;
 const SYNONYM_RATE: f64 = 0.25;
 /// Probability of the first (most frequent) of two translations.
 const P_FIRST_SYNONYM: f64 = 0.6;
+/// Probability that a time adverb opens its clause (otherwise it precedes the verb).
+const P_TIME_FIRST: f64 = 0.65;
+/// Probability that a clause's object is scrambled before its subject.
+const P_OBJECT_FIRST: f64 = 0.4;
 
 impl Lexicon {
     fn new() -> Self {
@@ -454,19 +462,26 @@ impl TargetRenderer<'_, '_> {
         format!("{stem}{tense}{agreement}")
     }
 
-    /// Clause order: [time] subject [place] [object] [time] verb.
+    /// Clause order: [time] subject [place] [object] [time] verb, or, the object scrambled to the
+    /// front (the case-marked determiner still says it is the object), [time] object subject
+    /// [place] [time] verb. The choice spans the whole clause: a model that starts with the object
+    /// must remember to produce the subject after it, and not the object again.
     fn clause(&mut self, c: &Clause, out: &mut Vec<String>) {
         let time = c.time.map(|t| self.lex.times[c.past as usize][t].clone());
-        let time_first = self.coin(0.65);
+        let time_first = self.coin(P_TIME_FIRST);
+        let object_first = c.object.is_some() && !self.coin(1.0 - P_OBJECT_FIRST);
         if let (Some(t), true) = (&time, time_first) {
             out.push(t.clone());
+        }
+        if let (Some(obj), true) = (&c.object, object_first) {
+            self.np(obj, Case::Accusative, out);
         }
         let agree = self.subject(&c.subject, out);
         if let Some((post, np)) = &c.place {
             self.np(np, Case::Dative, out);
             out.push(self.lex.postpositions[*post].pick(&mut self.rng).clone());
         }
-        if let Some(obj) = &c.object {
+        if let (Some(obj), false) = (&c.object, object_first) {
             self.np(obj, Case::Accusative, out);
         }
         if let (Some(t), false) = (&time, time_first) {
@@ -624,6 +639,34 @@ mod tests {
             differ > 2000 / 4 && differ < 2000 * 19 / 20,
             "{differ} of 2000 references differ from the mode"
         );
+    }
+
+    #[test]
+    fn objects_are_scrambled_before_the_subject_in_some_references_but_not_in_the_mode() {
+        let lex = Lexicon::new();
+        let np = |noun| NounPhrase { det: Det::Definite, noun, plural: false, adjectives: vec![] };
+        let clause = Sentence::Simple(Clause {
+            subject: Subject::Noun(np(0)),
+            verb: Verb::Transitive(0),
+            past: false,
+            object: Some(np(1)),
+            place: None,
+            time: None,
+        });
+        // Which of the two nouns a rendering names first (word 1, after its determiner).
+        let object_first = |t: &str| {
+            let noun = t.split(' ').nth(1).unwrap().to_string();
+            let is = |n: usize| lex.nouns[n].options.iter().any(|o| noun == o.form(false));
+            assert!(is(0) != is(1), "{t}");
+            is(1)
+        };
+        let mode = TargetRenderer { lex: &lex, rng: None }.sentence(&clause);
+        assert!(!object_first(&mode), "the subject comes first in the mode: {mode}");
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let scrambled = (0..1000)
+            .filter(|_| object_first(&TargetRenderer { lex: &lex, rng: Some(&mut rng) }.sentence(&clause)))
+            .count();
+        assert!((340..=460).contains(&scrambled), "{scrambled} of 1000 references scrambled (40% expected)");
     }
 
     #[test]
