@@ -173,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// dropout: without it, it learns the sampled references of the sentences it will translate, and
 /// its Seq-KD corpus keeps their variation (BLEU 70.8 against the references, 64.9 with dropout).
 /// The students underfit: dropout 0.1 cost the Seq-KD student 9 BLEU at 1,100 updates (51.3
-/// against 60.0 on validation) and the baseline 9 (44.6 against 53.8). Every model keeps the update
+/// against 60.0 on validation). Every model keeps the update
 /// with the best greedy validation BLEU: a Seq-KD student's perplexity on the references rises as
 /// it learns the teacher's mode, so selecting by perplexity would keep an early, weak update.
 /// docs/builtin-corpus.md has the runs. (Batches of 4,096 tokens instead of 2,048 gave the
