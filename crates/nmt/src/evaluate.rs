@@ -107,6 +107,11 @@ pub const TIMED_ROUNDS: usize = 3;
 pub struct DecodingSpeed {
     pub words_per_s_greedy: f64,
     pub words_per_s_beam: f64,
+    /// Test BLEU of the engine's own output with K = 1 and K = beam, for the native engines
+    /// (their int8 output differs a little from libtorch's; f32 should match it): None for
+    /// libtorch (Table 1 has it) and in files of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bleu: Option<[f64; 2]>,
 }
 
 /// The native engine's arithmetic in Table 2: int8 (what a user would deploy) and f32.
@@ -171,7 +176,7 @@ pub fn load_native(
 }
 
 /// Times greedy and `decode.beam_size`-beam decoding of `srcs` by every model, on libtorch and on
-/// the native engines it carries, interleaved: each of `passes` rounds decodes with every model in
+/// the native engines it carries (whose last round's output is scored against `refs`), interleaved: each of `passes` rounds decodes with every model in
 /// turn (first all on libtorch, exactly as when libtorch was the only engine timed, then all on
 /// each native engine), and a (model, engine, beam)'s speed is its fastest round.
 ///
@@ -182,6 +187,7 @@ pub fn load_native(
 pub fn time_decoding(
     models: &mut [TimedModel],
     srcs: &[String],
+    refs: &[String],
     passes: usize,
 ) -> Result<Vec<EngineSpeeds>, Error> {
     let words: usize = srcs.iter().map(|s| s.split_whitespace().count()).sum();
@@ -194,7 +200,10 @@ pub fn time_decoding(
         *best = best.min(start.elapsed().as_secs_f64());
         Ok(())
     };
-    for _ in 0..passes.max(1) {
+    // BLEU of each (model, native engine)'s output, [greedy, beam], from the last round.
+    let mut native_bleu = vec![vec![[f64::NAN; 2]; engines]; models.len()];
+    let passes = passes.max(1);
+    for round in 0..passes {
         for (m, best) in models.iter().zip(&mut fastest) {
             for (beam, best) in [1, m.decode.beam_size].into_iter().zip(best[0].iter_mut()) {
                 time(best, &mut || {
@@ -203,12 +212,23 @@ pub fn time_decoding(
             }
         }
         for (e, precision) in NativePrecision::ALL.into_iter().enumerate() {
-            for (m, best) in models.iter_mut().zip(&mut fastest) {
+            for ((m, best), bleu) in models.iter_mut().zip(&mut fastest).zip(&mut native_bleu) {
                 let beam_size = m.decode.beam_size;
                 let Some((_, native)) = m.native.iter_mut().find(|(p, _)| *p == precision) else { continue };
-                for (beam, best) in [1, beam_size].into_iter().zip(best[1 + e].iter_mut()) {
+                for (k, beam) in [1, beam_size].into_iter().enumerate() {
                     native.cfg.beam_size = beam;
-                    time(best, &mut || Ok(native.translate(srcs, 1, |_| {}).map(drop)?))?;
+                    let mut output = Vec::new();
+                    time(&mut best[1 + e][k], &mut || {
+                        output = native.translate(srcs, 1, |_| {})?;
+                        Ok(())
+                    })?;
+                    if round + 1 == passes {
+                        let text: Vec<String> = output
+                            .iter()
+                            .map(|h| h.first().map(|h| native.vocab.decode(&h.tokens)).unwrap_or_default())
+                            .collect();
+                        bleu[1 + e][k] = corpus_bleu(&text, refs, &BleuConfig::default())?.score;
+                    }
                 }
             }
         }
@@ -216,18 +236,21 @@ pub fn time_decoding(
     let speed = |[greedy, beam]: [f64; 2]| DecodingSpeed {
         words_per_s_greedy: words as f64 / greedy.max(1e-9),
         words_per_s_beam: words as f64 / beam.max(1e-9),
+        bleu: None,
     };
-    let native = |engines: &[[f64; 2]], precision: NativePrecision| {
+    let native = |engines: &[[f64; 2]], bleu: &[[f64; 2]], precision: NativePrecision| {
         let at = 1 + NativePrecision::ALL.iter().position(|p| *p == precision).expect("listed");
         let [greedy, beam] = engines[at];
-        (greedy.is_finite() && beam.is_finite()).then(|| speed([greedy, beam]))
+        (greedy.is_finite() && beam.is_finite())
+            .then(|| DecodingSpeed { bleu: Some(bleu[at]), ..speed([greedy, beam]) })
     };
     Ok(fastest
         .iter()
-        .map(|engines| EngineSpeeds {
+        .zip(&native_bleu)
+        .map(|(engines, bleu)| EngineSpeeds {
             torch: speed(engines[0]),
-            native_int8: native(engines, NativePrecision::Int8),
-            native_f32: native(engines, NativePrecision::F32),
+            native_int8: native(engines, bleu, NativePrecision::Int8),
+            native_f32: native(engines, bleu, NativePrecision::F32),
         })
         .collect())
 }

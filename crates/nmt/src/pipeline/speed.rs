@@ -99,7 +99,8 @@ impl Stage for TimeDecoding {
                 TimedModel { torch, decode, native }
             })
             .collect();
-        let speeds = time_decoding(&mut timed, &ctx.test()?.src, TIMED_ROUNDS)?;
+        let test = ctx.test()?;
+        let speeds = time_decoding(&mut timed, &test.src, &test.tgt, TIMED_ROUNDS)?;
         drop(timed);
         drop(models);
         Self::apply(ctx, &speeds, settings.threads);
@@ -196,7 +197,7 @@ mod tests {
             rounds: 3,
             engines: engines(),
         };
-        let pair = DecodingSpeed { words_per_s_greedy: 2.0, words_per_s_beam: 1.0 };
+        let pair = DecodingSpeed { words_per_s_greedy: 2.0, words_per_s_beam: 1.0, bleu: None };
         let speed = EngineSpeeds { torch: pair, native_int8: Some(pair), native_f32: None };
         let timed = |names: &[&str], settings: &TimingSettings| SpeedFile {
             settings: settings.clone(),

@@ -50,6 +50,18 @@ pub struct Training {
     pub valid_bleu: Vec<(f64, f64)>,
     /// Size of its kept weights on disk.
     pub weight_bytes: u64,
+    /// Where it started, for a model fine-tuned (or pruned and retrained) from another; None
+    /// for one trained from scratch.
+    pub start: Option<Start>,
+}
+
+/// The weights a fine-tuned model started from.
+#[derive(Debug, Clone, Default)]
+pub struct Start {
+    /// The model they come from.
+    pub from: String,
+    /// Their validation BLEU, where it is known (the parent's kept update; none after pruning).
+    pub bleu: Option<f64>,
 }
 
 /// Table 3's settings.
@@ -74,12 +86,12 @@ pub fn write(out: &Path, results: &Results) -> Result<String, Error> {
         let path = out.join(file);
         seqkd_text::atomic_write(&path, &bytes).map_err(io_err(&path))?;
     }
-    let valid_bleu: Vec<&[(f64, f64)]> = results.training.iter().map(|t| t.valid_bleu.as_slice()).collect();
-    for (file, svg) in
-        [("curves.svg", plots::curves(evals, &valid_bleu)), ("bleu-speed.svg", plots::bleu_speed(evals))]
-    {
+    for (file, svg) in [
+        ("curves.svg", plots::curves(evals, &results.training)),
+        ("bleu-speed.svg", plots::bleu_speed(evals)),
+    ] {
         let path = out.join(file);
-        write_svg_and_png(&path, &svg).map_err(io_err(&path))?;
+        write_svg_and_png(&path, &svg.map_err(io_err(&path))?).map_err(io_err(&path))?;
     }
     Ok(md)
 }
@@ -108,7 +120,7 @@ fn markdown(results: &Results, claims: &[Claim]) -> String {
     let _ = writeln!(
         md,
         "\n## Plots\n\nValidation BLEU while training (`curves.svg`):\n\n![validation BLEU against updates](curves.png)\n\n\
-         BLEU against decoding speed on libtorch (`bleu-speed.svg`):\n\n![BLEU against source words per second](bleu-speed.png)\n\n\
+         BLEU against decoding speed (`bleu-speed.svg`; the dashed line is the Pareto front):\n\n![BLEU against source words per second](bleu-speed.png)\n\n\
          Models, distilled corpora and translations are under `models/`, `distill/` and `eval/`."
     );
     md
@@ -188,7 +200,11 @@ fn table2(md: &mut String, evals: &[Evaluation], k: usize) {
         None => Default::default(),
     };
     let torch = |e: &Evaluation| {
-        Some(DecodingSpeed { words_per_s_greedy: e.words_per_s_greedy, words_per_s_beam: e.words_per_s_beam })
+        Some(DecodingSpeed {
+            words_per_s_greedy: e.words_per_s_greedy,
+            words_per_s_beam: e.words_per_s_beam,
+            bleu: None,
+        })
     };
     for e in evals {
         let mut row = vec![label(&e.name), format!("{:.2}M", e.params as f64 / 1e6)];
@@ -271,7 +287,8 @@ mod tests {
     use super::*;
 
     fn eval(name: &str, greedy: f64, beam: f64, wps: [f64; 2], int8: Option<[f64; 2]>) -> Evaluation {
-        let speed = |[g, b]: [f64; 2]| DecodingSpeed { words_per_s_greedy: g, words_per_s_beam: b };
+        let speed =
+            |[g, b]: [f64; 2]| DecodingSpeed { words_per_s_greedy: g, words_per_s_beam: b, bleu: None };
         Evaluation {
             name: name.into(),
             params: if name == TEACHER { 4_000_000 } else { 1_000_000 },

@@ -270,8 +270,9 @@ mod tests {
             eval("seq-kd", 290_000, 60.8, 61.0, 42866.0, 10705.0, 0.348),
             eval("baseline+seq-inter", 290_000, 64.1, 65.0, 35469.0, 11533.0, 0.206),
         ];
-        let native =
-            |greedy, beam| Some(DecodingSpeed { words_per_s_greedy: greedy, words_per_s_beam: beam });
+        let native = |greedy, beam| {
+            Some(DecodingSpeed { words_per_s_greedy: greedy, words_per_s_beam: beam, bleu: None })
+        };
         (evals[0].native_int8, evals[2].native_int8) = (native(60000.0, 20000.0), native(250000.0, 60000.0));
         let mut c = claims(&evals, &[]);
         let failed = |c: &[Claim]| c.iter().filter(|c| c.held == Some(false)).count();

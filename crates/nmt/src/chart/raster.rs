@@ -1,71 +1,16 @@
-//! The SVG charts of a model directory (`loss.svg`) and of the report (`curves.svg`,
-//! `bleu-speed.svg`): plain SVG written by hand, one frame for all of them; and their PNG
-//! rasterisation ([`png`], [`write_svg_and_png`]) with `resvg`, for viewers that show no SVG.
+//! The PNG beside every chart's SVG: the same SVG rasterised with `resvg` ([`png`],
+//! [`write_svg_and_png`]), its text in a system font, for viewers that show no SVG.
+//!
+//! Why not plotters' own bitmap backend: its text needs either font-kit (the system's FreeType
+//! and Fontconfig C libraries) or a font file bundled and registered by hand, and draws lines
+//! without anti-aliasing; resvg finds the system fonts in pure Rust (fontdb) and renders the very
+//! SVG a browser shows, so the two files cannot drift apart.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use resvg::usvg::fontdb::Database;
 use resvg::{tiny_skia, usvg};
-
-/// An SVG of `w` × `h` on white, with the x axis along the bottom margin `m` and the y axis along
-/// the left one; the caller writes the rest and closes it with `</svg>`.
-pub fn frame(w: f64, h: f64, m: f64, font_size: u32) -> String {
-    let mut out = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="{font_size}"><rect width="100%" height="100%" fill="white"/>"#
-    );
-    let _ = write!(
-        out,
-        r#"<line x1="{m}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{m}" y1="{m}" x2="{m}" y2="{}" stroke="black"/>"#,
-        h - m,
-        w - m,
-        h - m,
-        h - m
-    );
-    out
-}
-
-/// A named polyline: (legend, points, colour).
-pub type Series<'a> = (&'a str, &'a [(f64, f64)], &'a str);
-
-/// A line chart of `series` from (0, 0), with a legend at the top left.
-pub fn line_chart(x_label: &str, y_label: &str, series: &[Series]) -> String {
-    let (w, h, m) = (720.0, 400.0, 60.0);
-    let points = series.iter().flat_map(|s| s.1.iter());
-    let (mut x_max, mut y_max) = (1.0f64, 0.1f64);
-    for &(x, y) in points {
-        x_max = x_max.max(x);
-        y_max = y_max.max(y);
-    }
-    let sx = |x: f64| m + x / x_max * (w - 2.0 * m);
-    let sy = |y: f64| h - m - y / y_max * (h - 2.0 * m);
-    let mut out = frame(w, h, m, 12);
-    let _ = write!(
-        out,
-        r#"<text x="{}" y="{}" text-anchor="middle">{x_label} (max {x_max:.0})</text><text x="10" y="{}">{y_label} {y_max:.2}</text><text x="10" y="{}">0</text>"#,
-        w / 2.0,
-        h - 15.0,
-        m,
-        h - m
-    );
-    for (i, (name, pts, color)) in series.iter().enumerate() {
-        let path: Vec<String> = pts.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
-        let _ = write!(
-            out,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{}"/>"#,
-            path.join(" ")
-        );
-        let _ = write!(
-            out,
-            r#"<text x="{}" y="{}" fill="{color}">{name}</text>"#,
-            m + 10.0 + 200.0 * (i / 4) as f64,
-            m - 35.0 + 12.0 * (i % 4) as f64
-        );
-    }
-    out.push_str("</svg>\n");
-    out
-}
 
 /// Pixels per SVG unit of the PNGs [`write_svg_and_png`] writes: 2, so that their 11–12 px
 /// text stays legible on high-density screens and when a viewer scales the image up.
@@ -151,17 +96,16 @@ mod tests {
 
     #[test]
     fn a_chart_rasterises_to_a_png_of_its_size_times_the_scale_with_its_lines_and_text() {
-        let points = [(0.0, 1.0), (50.0, 3.0), (100.0, 2.0)];
-        let svg = line_chart("step", "loss", &[("train", &points, "#1f77b4")]);
-        let (w, h, ink) = drawn(&png(&svg, 1.0).unwrap());
+        let svg = r##"<svg xmlns="http://www.w3.org/2000/svg" width="720" height="400"><rect width="100%" height="100%" fill="white"/><polyline fill="none" stroke="#1f77b4" stroke-width="3" points="60,340 360,100 660,200"/><line x1="60" y1="340" x2="660" y2="340" stroke="black"/></svg>"##;
+        let (w, h, ink) = drawn(&png(svg, 1.0).unwrap());
         assert_eq!((w, h), (720, 400));
         assert!(ink > 1000, "{ink} non-white pixels: axes and the line at least");
-        let (w2, h2, _) = drawn(&png(&svg, PNG_SCALE).unwrap());
+        let (w2, h2, _) = drawn(&png(svg, PNG_SCALE).unwrap());
         assert_eq!((w2, h2), (1440, 800));
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("loss.svg");
-        write_svg_and_png(&path, &svg).unwrap();
+        write_svg_and_png(&path, svg).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), svg);
         assert_eq!(drawn(&std::fs::read(path.with_extension("png")).unwrap()).0, 1440);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
