@@ -229,6 +229,13 @@ fn demo_runs_the_pipeline_and_prints_the_report_with_computed_claims() {
     assert!(!test_line.contains("..") && !test_line.contains("/./"), "{test_line}");
     assert!(report.contains("| int8 K=1 |"), "{report}");
     assert_eq!(json["models"][1]["native_int8"]["words_per_s_greedy"].as_f64().map(|v| v > 0.0), Some(true));
+    // The native engine's own output is scored: in f32 it is libtorch's, BLEU for BLEU.
+    for m in json["models"].as_array().unwrap() {
+        let f32 = &m["native_f32"]["bleu"];
+        assert_eq!(f32[0].as_f64(), m["bleu_greedy"].as_f64(), "{}: K=1", m["name"]);
+        assert_eq!(f32[1].as_f64(), m["bleu_beam"].as_f64(), "{}: K=beam", m["name"]);
+        assert!(m["native_int8"]["bleu"][1].as_f64().is_some_and(|b| (0.0..=100.0).contains(&b)));
+    }
 }
 
 /// A tiny training config over a generated corpus in `dir`.

@@ -200,8 +200,9 @@ pub fn time_decoding(
         *best = best.min(start.elapsed().as_secs_f64());
         Ok(())
     };
-    // BLEU of each (model, native engine)'s output, [greedy, beam], from the last round.
-    let mut native_bleu = vec![vec![[f64::NAN; 2]; engines]; models.len()];
+    // The last round's native output per (model, engine, K=1|beam), scored after the timing so
+    // that scoring does not disturb the rounds.
+    let mut last_output: Vec<(usize, usize, usize, Vec<Vec<seqkd_runtime::format::Hypothesis>>)> = Vec::new();
     let passes = passes.max(1);
     for round in 0..passes {
         for (m, best) in models.iter().zip(&mut fastest) {
@@ -212,7 +213,7 @@ pub fn time_decoding(
             }
         }
         for (e, precision) in NativePrecision::ALL.into_iter().enumerate() {
-            for ((m, best), bleu) in models.iter_mut().zip(&mut fastest).zip(&mut native_bleu) {
+            for (i, (m, best)) in models.iter_mut().zip(&mut fastest).enumerate() {
                 let beam_size = m.decode.beam_size;
                 let Some((_, native)) = m.native.iter_mut().find(|(p, _)| *p == precision) else { continue };
                 for (k, beam) in [1, beam_size].into_iter().enumerate() {
@@ -223,15 +224,22 @@ pub fn time_decoding(
                         Ok(())
                     })?;
                     if round + 1 == passes {
-                        let text: Vec<String> = output
-                            .iter()
-                            .map(|h| h.first().map(|h| native.vocab.decode(&h.tokens)).unwrap_or_default())
-                            .collect();
-                        bleu[1 + e][k] = corpus_bleu(&text, refs, &BleuConfig::default())?.score;
+                        last_output.push((i, 1 + e, k, output));
                     }
                 }
             }
         }
+    }
+    // BLEU of each (model, engine)'s output, [greedy, beam].
+    let mut native_bleu = vec![vec![[f64::NAN; 2]; engines]; models.len()];
+    for (i, engine, k, output) in last_output {
+        let precision = NativePrecision::ALL[engine - 1];
+        let (_, native) = models[i].native.iter().find(|(p, _)| *p == precision).expect("decoded with it");
+        let text: Vec<String> = output
+            .iter()
+            .map(|h| h.first().map(|h| native.vocab.decode(&h.tokens)).unwrap_or_default())
+            .collect();
+        native_bleu[i][engine][k] = corpus_bleu(&text, refs, &BleuConfig::default())?.score;
     }
     let speed = |[greedy, beam]: [f64; 2]| DecodingSpeed {
         words_per_s_greedy: words as f64 / greedy.max(1e-9),

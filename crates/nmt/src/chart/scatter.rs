@@ -6,16 +6,11 @@
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use super::frame::{
+    draw_mark, font, legend, legend_width, log_ticks, rgb, svg, tick_label, Area, DrawResult, Key,
+};
+use super::frame::{Rgb, Shape, Stroke, GREY, HEIGHT, R, SMALL, SMALL_PX, TEXT};
 use super::labels::{self, Rect};
-use super::{font, legend, legend_width, log_ticks, rgb, svg, tick_label, Area, DrawResult, Key, Rgb};
-use super::{GREY, HEIGHT, SMALL, SMALL_PX, TEXT};
-
-/// A marker's shape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Shape {
-    Circle,
-    Square,
-}
 
 /// One point.
 #[derive(Debug, Clone)]
@@ -39,10 +34,9 @@ pub struct Scatter {
     pub series_heading: String,
     pub series: Vec<(String, Rgb)>,
     pub kinds: Vec<(Shape, bool, String)>,
+    /// The legend's text for the dashed Pareto front.
+    pub front_label: String,
 }
-
-/// Marker half-size in pixels.
-const R: i32 = 5;
 
 /// The points no other point beats on both axes (at least as far right and as high, and
 /// strictly so on one), by increasing x: the best y to be had at each x.
@@ -55,30 +49,8 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
     front
 }
 
-pub(super) fn draw_mark(area: &Area, (x, y): (i32, i32), shape: Shape, filled: bool, c: Rgb) -> DrawResult {
-    let (style, inner) =
-        if filled { (rgb(c).filled(), None) } else { (rgb(c).stroke_width(2), Some(WHITE.filled())) };
-    match shape {
-        Shape::Circle => {
-            if let Some(white) = inner {
-                area.draw(&Circle::new((x, y), R, white))?;
-            }
-            area.draw(&Circle::new((x, y), R, style))?;
-        }
-        Shape::Square => {
-            let corners = [(x - R + 1, y - R + 1), (x + R - 1, y + R - 1)];
-            if let Some(white) = inner {
-                area.draw(&Rectangle::new(corners, white))?;
-            }
-            area.draw(&Rectangle::new(corners, style))?;
-        }
-    }
-    Ok(())
-}
-
 /// The chart as SVG, `width` pixels wide with its legend.
 pub fn scatter_chart(s: &Scatter, width: u32) -> std::io::Result<String> {
-    let front_text = "Pareto front (best BLEU at each speed)".to_string();
     let mut entries: Vec<(Key, String)> = vec![(Key::Heading, s.series_heading.clone())];
     entries.extend(s.series.iter().map(|(t, c)| (Key::Mark(Shape::Circle, true, *c), t.clone())));
     entries.push((Key::Heading, String::new()));
@@ -86,8 +58,8 @@ pub fn scatter_chart(s: &Scatter, width: u32) -> std::io::Result<String> {
     entries.extend(
         s.kinds.iter().map(|(shape, filled, t)| (Key::Mark(*shape, *filled, [60, 60, 60]), t.clone())),
     );
-    let front_stroke = super::Stroke { colour: GREY, width: 1, dashed: true, dots: false };
-    entries.push((Key::Line(front_stroke), front_text));
+    let front_stroke = Stroke { colour: GREY, width: 1, dashed: true, dots: false };
+    entries.push((Key::Line(front_stroke), s.front_label.clone()));
     let legend_w = legend_width(entries.iter().map(|(_, t)| t.as_str()));
     let plot_w = width.saturating_sub(legend_w).max(300);
     svg((plot_w + legend_w, HEIGHT + 40), |root| {
@@ -98,10 +70,13 @@ pub fn scatter_chart(s: &Scatter, width: u32) -> std::io::Result<String> {
 }
 
 fn draw_plot(root: &Area, area: &Area, s: &Scatter) -> DrawResult {
-    let xs = s.marks.iter().map(|m| m.x).filter(|x| *x > 0.0);
+    // A log axis has no place for x ≤ 0, and a non-finite point has none at all.
+    let marks: Vec<&Mark> =
+        s.marks.iter().filter(|m| m.x > 0.0 && m.x.is_finite() && m.y.is_finite()).collect();
+    let xs = marks.iter().map(|m| m.x);
     let (x_lo, x_hi) = xs.fold((f64::MAX, f64::MIN), |(l, h), x| (l.min(x), h.max(x)));
     let (x_lo, x_hi) = if x_lo > x_hi { (1.0, 10.0) } else { (x_lo / 1.3, x_hi * 1.3) };
-    let y = super::fitted(s.marks.iter().map(|m| m.y));
+    let y = super::frame::fitted(marks.iter().map(|m| m.y));
     // Room above the highest points for their tags.
     let y = y.start..y.end + 0.04 * (y.end - y.start);
     let mut chart = ChartBuilder::on(area)
@@ -122,7 +97,7 @@ fn draw_plot(root: &Area, area: &Area, s: &Scatter) -> DrawResult {
         .light_line_style(RGBColor(242, 242, 242))
         .max_light_lines(1)
         .draw()?;
-    let points: Vec<(f64, f64)> = s.marks.iter().map(|m| (m.x, m.y)).collect();
+    let points: Vec<(f64, f64)> = marks.iter().map(|m| (m.x, m.y)).collect();
     let front = pareto_front(&points);
     chart.draw_series(DashedLineSeries::new(
         front.iter().map(|&i| points[i]).collect::<Vec<_>>(),
@@ -131,25 +106,23 @@ fn draw_plot(root: &Area, area: &Area, s: &Scatter) -> DrawResult {
         rgb(GREY).stroke_width(1),
     ))?;
     let px: Vec<(i32, i32)> = points.iter().map(|p| chart.backend_coord(p)).collect();
-    for (m, &at) in s.marks.iter().zip(&px) {
+    for (m, &at) in marks.iter().zip(&px) {
         draw_mark(root, at, m.shape, m.filled, m.colour)?;
     }
     // Tags: the front's first, then the rest.
     let mut order: Vec<usize> = front.clone();
-    order.extend((0..s.marks.len()).filter(|i| !front.contains(i)));
+    order.extend((0..marks.len()).filter(|i| !front.contains(i)));
     let (xr, yr) = chart.plotting_area().get_pixel_range();
     let bounds = Rect { x0: xr.start as f64, y0: yr.start as f64, x1: xr.end as f64, y1: yr.end as f64 };
     let anchors: Vec<(f64, f64)> = order.iter().map(|&i| (px[i].0 as f64, px[i].1 as f64)).collect();
-    let sizes: Vec<(f64, f64)> = order
-        .iter()
-        .map(|&i| (labels::text_width(&s.marks[i].tag, SMALL_PX) + 2.0, SMALL_PX + 2.0))
-        .collect();
-    for (&i, rect) in order.iter().zip(labels::place(&anchors, &sizes, R as f64, bounds)) {
+    let sizes: Vec<(f64, f64)> =
+        order.iter().map(|&i| (labels::text_width(&marks[i].tag, SMALL_PX) + 2.0, SMALL_PX + 2.0)).collect();
+    for (&i, rect) in order.iter().zip(labels::place(&anchors, &sizes, (R + 1) as f64, bounds)) {
         let Some(r) = rect else { continue };
         let at = (r.x0 as i32 + 1, ((r.y0 + r.y1) / 2.0) as i32);
-        let colour = rgb(s.marks[i].colour);
+        let colour = rgb(marks[i].colour);
         let style = font(SMALL).color(&colour).pos(Pos::new(HPos::Left, VPos::Center));
-        root.draw(&Text::new(s.marks[i].tag.clone(), at, style))?;
+        root.draw(&Text::new(marks[i].tag.clone(), at, style))?;
     }
     Ok(())
 }

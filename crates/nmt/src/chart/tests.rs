@@ -1,3 +1,4 @@
+use super::frame::{fitted, log_ticks, tick_label, HEIGHT};
 use super::*;
 
 /// The SVG parses, and its PNG is `width × height` at [`PNG_SCALE`].
@@ -82,15 +83,15 @@ fn the_right_axis_is_a_log_scale_with_its_own_line() {
         title: "loss".into(),
         x_label: "update".into(),
         y_label: "loss".into(),
-        lines: vec![line("training loss", PALETTE[0], &[(1.0, 6.0), (100.0, 3.0), (200.0, 2.0)])],
+        lines: vec![line("training loss", PALETTE[0], &[(1.0, 6.0), (5.0, 3.0), (10.0, 2.0)])],
         right: Some((
             "perplexity".into(),
-            vec![line("validation perplexity", PALETTE[3], &[(100.0, 300.0), (200.0, 12.0)])],
+            vec![line("validation perplexity", PALETTE[3], &[(5.0, 300.0), (10.0, 12.0)])],
         )),
         weight: 1.0,
     };
     let svg = line_chart(&[panel], 800).unwrap();
-    // 1-2-5 ticks between 12/1.15 and 300·1.15.
+    // 1-2-5 ticks between 12/1.15 and 300·1.15 (the x axis, 0 … 10, and the loss axis have none of them).
     for tick in ["20", "50", "100", "200"] {
         assert!(has_text(&svg, tick), "log tick {tick} missing");
     }
@@ -142,6 +143,7 @@ fn a_scatter_marks_every_point_tags_them_and_draws_the_pareto_front() {
             ("3  Seq-KD".into(), PALETTE[0]),
         ],
         kinds: vec![(Shape::Circle, true, "K=1".into()), (Shape::Square, true, "K=5".into())],
+        front_label: "Pareto front (best BLEU at each speed)".into(),
     };
     let svg = scatter_chart(&scatter, 1000).unwrap();
     for text in

@@ -158,21 +158,37 @@ impl PipelineConfig {
         let text = std::fs::read_to_string(path).map_err(io_err(path))?;
         let mut cfg: PipelineConfig =
             toml::from_str(&text).map_err(|e| Error::BadFile { path: path.into(), reason: e.to_string() })?;
-        let d = &mut cfg.data;
-        let data = [
+        resolve_relative(path.parent().unwrap_or(Path::new(".")), cfg.paths_mut());
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// The config as a run directory keeps it (`pipeline.toml`): data paths and the teacher made
+    /// absolute, so that `seqkd pipeline --config OUT/pipeline.toml`, which reads paths relative
+    /// to the file, finds the same files wherever it is started from.
+    pub fn with_absolute_paths(&self) -> Self {
+        let mut cfg = self.clone();
+        for p in cfg.paths_mut() {
+            if let Ok(abs) = std::path::absolute(&*p) {
+                *p = abs;
+            }
+        }
+        cfg
+    }
+
+    /// The paths of the files and directories the config reads: the data, and the teacher.
+    fn paths_mut(&mut self) -> impl Iterator<Item = &mut PathBuf> {
+        let d = &mut self.data;
+        [
             &mut d.train_src,
             &mut d.train_tgt,
             &mut d.valid_src,
             &mut d.valid_tgt,
             &mut d.test_src,
             &mut d.test_tgt,
-        ];
-        resolve_relative(
-            path.parent().unwrap_or(Path::new(".")),
-            data.into_iter().chain(&mut cfg.teacher_model),
-        );
-        cfg.validate()?;
-        Ok(cfg)
+        ]
+        .into_iter()
+        .chain(&mut self.teacher_model)
     }
 
     /// The training recipe of a student trained from scratch on `data`.
@@ -289,6 +305,24 @@ mod tests {
         other.label_smoothing = cfg.student.train.label_smoothing;
         let toml = |t: &TrainConfig| toml::to_string(t).unwrap();
         assert_eq!(toml(&other), toml(&cfg.student.train), "nothing else differs");
+    }
+
+    #[test]
+    fn the_config_a_run_keeps_reads_back_to_the_same_files_from_inside_the_run_directory() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut cfg = PipelineConfig::load(&configs.join("multi30k-kd.toml")).unwrap();
+        // As a config read from the working directory holds them: relative to it.
+        cfg.data.train_src = "data/train.en".into();
+        cfg.teacher_model = Some("runs/teacher".into());
+        let run = tempfile::tempdir().unwrap();
+        let saved = run.path().join("pipeline.toml");
+        std::fs::write(&saved, toml::to_string_pretty(&cfg.with_absolute_paths()).unwrap()).unwrap();
+        let again = PipelineConfig::load(&saved).unwrap();
+        let abs = |p: &Path| std::path::absolute(p).unwrap();
+        assert_eq!(again.data.train_src, abs(&cfg.data.train_src));
+        assert_eq!(again.data.test_tgt, abs(&cfg.data.test_tgt));
+        assert_eq!(again.data.train_src, std::env::current_dir().unwrap().join("data/train.en"));
+        assert_eq!(again.teacher_model, Some(std::env::current_dir().unwrap().join("runs/teacher")));
     }
 
     #[test]

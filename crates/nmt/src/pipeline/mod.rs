@@ -41,7 +41,7 @@ pub use train::{completed_state, COMPLETE_STAMP};
 pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evaluation>, Error> {
     cfg.validate()?;
     std::fs::create_dir_all(out).map_err(io_err(out))?;
-    let toml = toml::to_string_pretty(cfg).unwrap_or_default();
+    let toml = toml::to_string_pretty(&cfg.with_absolute_paths()).unwrap_or_default();
     seqkd_text::atomic_write(&out.join("pipeline.toml"), toml.as_bytes()).map_err(io_err(out))?;
     let mut ctx = Context::new(cfg, out, progress)?;
     let stages = stages(cfg, &ctx);

@@ -15,7 +15,8 @@ pub(super) struct Report;
 
 /// The validation BLEU of the update a model kept (the last one marked best).
 fn kept_bleu(ctx: &Context, name: &str) -> Option<f64> {
-    let records = metrics::read(&ctx.run.model(name)).ok()?;
+    // The model's own directory: the teacher's may be outside the run (`teacher_model`).
+    let records = metrics::read(&ctx.model_dir(name)).ok()?;
     records.iter().rev().find_map(|r| match r {
         Record::Valid { bleu_greedy, best: true, .. } => Some(*bleu_greedy),
         _ => None,
@@ -27,14 +28,13 @@ fn kept_bleu(ctx: &Context, name: &str) -> Option<f64> {
 /// pruned weights were not validated).
 fn start(ctx: &Context, name: &str) -> Option<Start> {
     if name == TEACHER_SEQ_INTER {
-        return Some(Start { from: TEACHER.into(), bleu: kept_bleu(ctx, TEACHER) });
+        return Some(Start { bleu: kept_bleu(ctx, TEACHER) });
     }
     if let Some(parent) = Row::ALL.iter().find(|r| r.name() == name).and_then(|r| r.recipe().2) {
-        return Some(Start { from: parent.name().into(), bleu: kept_bleu(ctx, parent.name()) });
+        return Some(Start { bleu: kept_bleu(ctx, parent.name()) });
     }
     let pruning = ctx.cfg.prune.as_ref()?;
-    name.starts_with(&format!("{}-pruned", pruning.from.name()))
-        .then(|| Start { from: pruning.from.name().into(), bleu: None })
+    name.starts_with(&format!("{}-pruned", pruning.from.name())).then_some(Start { bleu: None })
 }
 
 /// What the run directory holds of the model `name`'s training.

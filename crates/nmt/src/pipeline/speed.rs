@@ -165,8 +165,8 @@ struct SpeedRecord {
 }
 
 /// Whether `timed` (read from `speed_path`) holds the speeds of `names`, in order, timed with
-/// `settings`, and was written after each of their evaluations (`eval_files`): a model evaluated
-/// again is timed again, together with all the others.
+/// `settings`, with the native engines' BLEU, and was written after each of their evaluations
+/// (`eval_files`): a model evaluated again is timed again, together with all the others.
 fn speeds_current(
     timed: Option<&SpeedFile>,
     settings: &TimingSettings,
@@ -174,7 +174,13 @@ fn speeds_current(
     eval_files: &[PathBuf],
     speed_path: &Path,
 ) -> bool {
-    timed.is_some_and(|t| t.settings == *settings && t.models.iter().map(|m| &m.name).eq(names))
+    // Native speeds without the BLEU of their output were timed by an earlier version.
+    let scored = |t: &SpeedFile| {
+        t.models
+            .iter()
+            .all(|m| [m.speed.native_int8, m.speed.native_f32].iter().flatten().all(|s| s.bleu.is_some()))
+    };
+    timed.is_some_and(|t| t.settings == *settings && t.models.iter().map(|m| &m.name).eq(names) && scored(t))
         && eval_files.iter().all(|eval| !newer(eval, speed_path))
 }
 
@@ -198,7 +204,8 @@ mod tests {
             engines: engines(),
         };
         let pair = DecodingSpeed { words_per_s_greedy: 2.0, words_per_s_beam: 1.0, bleu: None };
-        let speed = EngineSpeeds { torch: pair, native_int8: Some(pair), native_f32: None };
+        let scored = DecodingSpeed { bleu: Some([30.0, 31.0]), ..pair };
+        let speed = EngineSpeeds { torch: pair, native_int8: Some(scored), native_f32: None };
         let timed = |names: &[&str], settings: &TimingSettings| SpeedFile {
             settings: settings.clone(),
             models: names.iter().map(|n| SpeedRecord { name: n.to_string(), speed }).collect(),
@@ -214,6 +221,9 @@ mod tests {
         assert!(!current(None), "never timed");
         assert!(!current(Some(&timed(&["seq-kd", "teacher"], &settings))), "other order");
         assert!(!current(Some(&timed(&["teacher"], &settings))), "a model added since");
+        let mut unscored = timed(&["teacher", "seq-kd"], &settings);
+        unscored.models[1].speed.native_int8 = Some(pair);
+        assert!(!current(Some(&unscored)), "native speeds timed without scoring their output");
         let one_thread = TimingSettings { threads: 1, ..settings.clone() };
         assert!(!current(Some(&timed(&["teacher", "seq-kd"], &one_thread))), "other threads");
         // A file of an earlier version (libtorch alone, no native speeds) still reads, and its

@@ -10,6 +10,7 @@
 mod claims;
 mod plots;
 mod summary;
+mod training;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -24,6 +25,7 @@ use crate::table1::{label, pruned_name, Row, TEACHER};
 use claims::percent;
 
 pub use claims::{claims, Claim, ClaimKind};
+pub use training::{Start, Training};
 
 /// What a report is made from, filled by the pipeline: the report reads no run directory.
 #[derive(Debug, Clone, Default)]
@@ -39,29 +41,6 @@ pub struct Results {
     pub pruning: Option<Pruning>,
     /// The test references, for the bootstrap intervals (empty: no intervals).
     pub refs: Vec<String>,
-}
-
-/// A model's training in this run (all empty for a model the run did not train).
-#[derive(Debug, Clone, Default)]
-pub struct Training {
-    /// Updates and training seconds of the finished stage.
-    pub finished: Option<(i64, f64)>,
-    /// Validation greedy BLEU against updates.
-    pub valid_bleu: Vec<(f64, f64)>,
-    /// Size of its kept weights on disk.
-    pub weight_bytes: u64,
-    /// Where it started, for a model fine-tuned (or pruned and retrained) from another; None
-    /// for one trained from scratch.
-    pub start: Option<Start>,
-}
-
-/// The weights a fine-tuned model started from.
-#[derive(Debug, Clone, Default)]
-pub struct Start {
-    /// The model they come from.
-    pub from: String,
-    /// Their validation BLEU, where it is known (the parent's kept update; none after pruning).
-    pub bleu: Option<f64>,
 }
 
 /// Table 3's settings.

@@ -7,7 +7,7 @@ use crate::chart::{self, Line, Mark, Panel, Rgb, Scatter, Shape, Stroke};
 use crate::evaluate::{DecodingSpeed, Evaluation};
 use crate::table1::{label, Row, TEACHER, TEACHER_SEQ_INTER};
 
-use super::Training;
+use super::training::Training;
 
 /// Each model's colour: the teachers black and dark grey, the baseline grey, the others the
 /// palette in order, so that a model has the same colour in both plots.
@@ -25,9 +25,9 @@ fn colours(evals: &[Evaluation]) -> Vec<Rgb> {
 }
 
 /// Validation BLEU (greedy, on the validation subset) against updates, one line per model
-/// (`training[i]` is `evals[i]`'s). A fine-tuned model's line starts at update 0 from the
-/// validation BLEU of the weights it started from, in a panel of its own: its updates are not
-/// comparable with a model trained from scratch.
+/// (`training[i]` is `evals[i]`'s). A fine-tuned model's line is in a panel of its own (its
+/// updates are not comparable with a model trained from scratch) and starts at update 0 from the
+/// validation BLEU of the weights it started from, where that is known (not after pruning).
 pub(super) fn curves(evals: &[Evaluation], training: &[Training]) -> std::io::Result<String> {
     let colours = colours(evals);
     let (mut scratch, mut tuned) = (Vec::new(), Vec::new());
@@ -111,14 +111,15 @@ pub(super) fn bleu_speed(evals: &[Evaluation]) -> std::io::Result<String> {
             .map(|(i, (e, c))| (format!("{}  {}", i + 1, label(&e.name)), *c))
             .collect(),
         kinds,
+        front_label: "Pareto front (best BLEU at each speed)".into(),
     };
     chart::scatter_chart(&scatter, 1180)
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::training::Start;
     use super::*;
-    use crate::report::Start;
 
     /// Whether the SVG has a `<text>` element reading `t`.
     fn has_text(svg: &str, t: &str) -> bool {
@@ -153,7 +154,7 @@ mod tests {
             |last: f64| Training { valid_bleu: vec![(150.0, 1.0), (1500.0, last)], ..Default::default() };
         let tuned = Training {
             valid_bleu: vec![(50.0, 56.7), (150.0, 57.0)],
-            start: Some(Start { from: "baseline".into(), bleu: Some(57.03) }),
+            start: Some(Start { bleu: Some(57.03) }),
             ..Default::default()
         };
         (evals, vec![scratch(60.2), scratch(56.8), scratch(58.6), tuned])
@@ -174,7 +175,10 @@ mod tests {
             assert!(has_text(&svg, &label(&e.name)), "{} not in the legend", e.name);
         }
         // The teacher is drawn thicker than the students.
-        assert!(svg.contains("stroke=\"#000000\" stroke-width=\"3\""), "the teacher's line");
+        assert!(
+            svg.matches("stroke=\"#000000\" stroke-width=\"3\"").count() >= 2,
+            "the teacher's line and key"
+        );
         // Without a fine-tuned model there is one panel.
         let svg = curves(&evals[..3], &training[..3]).unwrap();
         assert!(!has_text(&svg, "fine-tuning update"));
