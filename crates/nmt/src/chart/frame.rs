@@ -3,6 +3,8 @@
 
 use std::error::Error as StdError;
 
+use plotters::chart::MeshStyle;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -124,6 +126,30 @@ pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * decade).find(|s| *s >= raw).unwrap_or(10.0 * decade);
     let first = (lo / step).ceil() as i64;
     (first..).map(|i| i as f64 * step).take_while(|v| *v <= hi).collect()
+}
+
+/// The axes every chart draws: titles, tick labels by [`tick_label`], a light grid.
+pub(super) fn styled_mesh<'m, 'a, 'b, X, Y, DB: DrawingBackend>(
+    mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>,
+    x_label: &str,
+    y_label: &str,
+) -> &'m mut MeshStyle<'a, 'b, X, Y, DB>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    fn tick(v: &f64) -> String {
+        tick_label(*v)
+    }
+    mesh.x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(font(SMALL))
+        .axis_desc_style(font(TEXT))
+        .x_label_formatter(&tick)
+        .y_label_formatter(&tick)
+        .bold_line_style(RGBColor(215, 215, 215))
+        .light_line_style(RGBColor(242, 242, 242))
+        .max_light_lines(1)
 }
 
 /// A tick label: `20k` for round thousands from 10,000, whole numbers without decimals, others

@@ -5,7 +5,8 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
 use super::frame::{
-    fitted, font, legend, legend_width, log_ticks, rgb, svg, tick_label, Area, DrawResult, Key, Stroke,
+    fitted, font, legend, legend_width, log_ticks, rgb, styled_mesh, svg, tick_label, Area, DrawResult, Key,
+    Stroke,
 };
 use super::frame::{HEIGHT, SMALL, TEXT, TEXT_PX};
 
@@ -132,19 +133,6 @@ fn mesh(
     chart: &mut ChartContext<'_, SVGBackend<'_>, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
     p: &Panel,
 ) -> DrawResult {
-    chart
-        .configure_mesh()
-        .x_desc(&p.x_label)
-        .y_desc(&p.y_label)
-        .x_labels(8)
-        .y_labels(8)
-        .label_style(font(SMALL))
-        .axis_desc_style(font(TEXT))
-        .x_label_formatter(&|v| tick_label(*v))
-        .y_label_formatter(&|v| tick_label(*v))
-        .bold_line_style(RGBColor(215, 215, 215))
-        .light_line_style(RGBColor(242, 242, 242))
-        .max_light_lines(1)
-        .draw()?;
+    styled_mesh(&mut chart.configure_mesh(), &p.x_label, &p.y_label).x_labels(8).y_labels(8).draw()?;
     Ok(())
 }

@@ -7,9 +7,9 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::frame::{
-    draw_mark, font, legend, legend_width, log_ticks, rgb, svg, tick_label, Area, DrawResult, Key,
+    draw_mark, font, legend, legend_width, log_ticks, rgb, styled_mesh, svg, Area, DrawResult, Key,
 };
-use super::frame::{Rgb, Shape, Stroke, GREY, HEIGHT, R, SMALL, SMALL_PX, TEXT};
+use super::frame::{Rgb, Shape, Stroke, GREY, HEIGHT, R, SMALL, SMALL_PX};
 use super::labels::{self, Rect};
 
 /// One point.
@@ -84,19 +84,7 @@ fn draw_plot(root: &Area, area: &Area, s: &Scatter) -> DrawResult {
         .x_label_area_size(50)
         .y_label_area_size(60)
         .build_cartesian_2d((x_lo..x_hi).log_scale().with_key_points(log_ticks(x_lo, x_hi)), y)?;
-    chart
-        .configure_mesh()
-        .x_desc(&s.x_label)
-        .y_desc(&s.y_label)
-        .y_labels(10)
-        .label_style(font(SMALL))
-        .axis_desc_style(font(TEXT))
-        .x_label_formatter(&|v| tick_label(*v))
-        .y_label_formatter(&|v| tick_label(*v))
-        .bold_line_style(RGBColor(215, 215, 215))
-        .light_line_style(RGBColor(242, 242, 242))
-        .max_light_lines(1)
-        .draw()?;
+    styled_mesh(&mut chart.configure_mesh(), &s.x_label, &s.y_label).y_labels(10).draw()?;
     let points: Vec<(f64, f64)> = marks.iter().map(|m| (m.x, m.y)).collect();
     let front = pareto_front(&points);
     chart.draw_series(DashedLineSeries::new(

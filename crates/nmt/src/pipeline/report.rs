@@ -2,7 +2,7 @@
 //! [`crate::report`] writes `report.md`, `report.json` and the plots. It always runs.
 
 use crate::error::{io_err, Error};
-use crate::model_dir::{BEST_FILE, METRICS_FILE};
+use crate::model_dir::BEST_FILE;
 use crate::report::{Pruning, Results, Start, Training};
 use crate::table1::{Row, TEACHER, TEACHER_SEQ_INTER};
 use crate::train::metrics::{self, Record};
@@ -14,9 +14,7 @@ use super::train::completed_state;
 pub(super) struct Report;
 
 /// The validation BLEU of the update a model kept (the last one marked best).
-fn kept_bleu(ctx: &Context, name: &str) -> Option<f64> {
-    // The model's own directory: the teacher's may be outside the run (`teacher_model`).
-    let records = metrics::read(&ctx.model_dir(name)).ok()?;
+fn kept_bleu(records: &[Record]) -> Option<f64> {
     records.iter().rev().find_map(|r| match r {
         Record::Valid { bleu_greedy, best: true, .. } => Some(*bleu_greedy),
         _ => None,
@@ -24,23 +22,22 @@ fn kept_bleu(ctx: &Context, name: &str) -> Option<f64> {
 }
 
 /// Where the model `name` started: the teacher for its Seq-Inter fine-tune, a row's parent for
-/// a fine-tuned row (the parent's kept weights), the pruning source for a pruned model (whose
-/// pruned weights were not validated).
-fn start(ctx: &Context, name: &str) -> Option<Start> {
+/// a fine-tuned row (the parent's kept weights, whose BLEU `kept` gives), the pruning source for
+/// a pruned model (whose pruned weights were not validated).
+fn start(ctx: &Context, name: &str, kept: impl Fn(&str) -> Option<f64>) -> Option<Start> {
     if name == TEACHER_SEQ_INTER {
-        return Some(Start { bleu: kept_bleu(ctx, TEACHER) });
+        return Some(Start { bleu: kept(TEACHER) });
     }
     if let Some(parent) = Row::ALL.iter().find(|r| r.name() == name).and_then(|r| r.recipe().2) {
-        return Some(Start { bleu: kept_bleu(ctx, parent.name()) });
+        return Some(Start { bleu: kept(parent.name()) });
     }
     let pruning = ctx.cfg.prune.as_ref()?;
     name.starts_with(&format!("{}-pruned", pruning.from.name())).then_some(Start { bleu: None })
 }
 
-/// What the run directory holds of the model `name`'s training.
-fn training(ctx: &Context, name: &str) -> Training {
+/// What the run directory holds of the model `name`'s training (`records`: its metrics).
+fn training(ctx: &Context, name: &str, records: &[Record], start: Option<Start>) -> Training {
     let dir = ctx.run.model(name);
-    let records = metrics::read(&dir).unwrap_or_default();
     let valid_bleu = records
         .iter()
         .filter_map(|r| match r {
@@ -52,7 +49,7 @@ fn training(ctx: &Context, name: &str) -> Training {
         finished: completed_state(&dir).map(|s| (s.step, s.train_seconds)),
         valid_bleu,
         weight_bytes: std::fs::metadata(dir.join(BEST_FILE)).map(|m| m.len()).unwrap_or(0),
-        start: start(ctx, name),
+        start,
     }
 }
 
@@ -71,11 +68,28 @@ impl Stage for Report {
     }
 
     fn run(&self, ctx: &mut Context) -> Result<(), Error> {
+        let refs = ctx.test()?.tgt.clone();
+        let ctx = &*ctx;
+        let names: Vec<&str> = ctx.evaluations.iter().map(|e| e.name.as_str()).collect();
+        // Each model's metrics.jsonl in the run, read once: its curve, the starting point of the
+        // models fine-tuned from it, its loss plot.
+        let records: Vec<Option<Vec<Record>>> =
+            names.iter().map(|n| metrics::read(&ctx.run.model(n)).ok()).collect();
+        let kept = |name: &str| {
+            let dir = ctx.model_dir(name);
+            match names.iter().position(|n| *n == name) {
+                Some(i) if dir == ctx.run.model(name) => records[i].as_deref().and_then(kept_bleu),
+                // A teacher from another directory (`teacher_model`).
+                _ => metrics::read(&dir).ok().as_deref().and_then(kept_bleu),
+            }
+        };
         let cfg = ctx.cfg;
         let results = Results {
             test_set: seqkd_text::paths::shown_from_here(&cfg.data.test_tgt),
             beam_size: cfg.eval.beam_size,
-            training: ctx.evaluations.iter().map(|e| training(ctx, &e.name)).collect(),
+            training: (names.iter().zip(&records))
+                .map(|(n, r)| training(ctx, n, r.as_deref().unwrap_or_default(), start(ctx, n, kept)))
+                .collect(),
             evaluations: ctx.evaluations.clone(),
             pruning: cfg.prune.as_ref().map(|p| Pruning {
                 from: p.from,
@@ -83,15 +97,15 @@ impl Stage for Report {
                 scheme: p.scheme,
                 iterative: p.iterative,
             }),
-            refs: ctx.test()?.tgt.clone(),
+            refs,
         };
         crate::report::write(&ctx.run.root, &results)?;
         // Each model's loss.svg/.png again, so that a resumed run's pictures are those of the
         // current code (training draws them once, when it finishes).
-        for name in &ctx.evaluated {
-            let dir = ctx.run.model(name);
-            if dir.join(METRICS_FILE).exists() {
-                crate::train::plot::write_loss_plot(&dir).map_err(io_err(&dir))?;
+        for (name, records) in names.iter().zip(&records) {
+            if let Some(records) = records {
+                let dir = ctx.run.model(name);
+                crate::train::plot::write_loss_plot_of(&dir, records).map_err(io_err(&dir))?;
             }
         }
         Ok(())

@@ -39,10 +39,14 @@ pub fn loss_chart(records: &[Record], title: &str) -> std::io::Result<String> {
 
 /// Reads `dir/metrics.jsonl` and writes `dir/loss.svg` and `dir/loss.png`.
 pub fn write_loss_plot(dir: &Path) -> std::io::Result<()> {
-    let records = super::metrics::read(dir)?;
+    write_loss_plot_of(dir, &super::metrics::read(dir)?)
+}
+
+/// Writes `dir/loss.svg` and `dir/loss.png` from `records`, the model's `metrics.jsonl`.
+pub fn write_loss_plot_of(dir: &Path, records: &[Record]) -> std::io::Result<()> {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let title = format!("{name}: training loss and validation perplexity");
-    write_svg_and_png(&dir.join("loss.svg"), &loss_chart(&records, &title)?)
+    write_svg_and_png(&dir.join("loss.svg"), &loss_chart(records, &title)?)
 }
 
 #[cfg(test)]
