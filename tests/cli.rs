@@ -885,6 +885,13 @@ fn native_engine_translates_like_libtorch_for_transformer_lstm_and_pruned_models
     let lstm = dir.path().join("lstm");
     let out = seqkd(&["train", "--config", p(&lstm_config), "--model-dir", p(&lstm), "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // The same with the options: bidirectional encoder, bridge.
+    let brnn_config = dir.path().join("tiny-brnn.toml");
+    let brnn_section = lstm_section.replace("\n\n", "\nbidirectional = true\nbridge = true\n\n");
+    std::fs::write(&brnn_config, text.replace(&model_section, &brnn_section)).unwrap();
+    let brnn = dir.path().join("brnn");
+    let out = seqkd(&["train", "--config", p(&brnn_config), "--model-dir", p(&brnn), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let pruned = dir.path().join("p50");
     let out = seqkd(&["prune", "--model", p(&m), "--ratio", "0.5", "--out", p(&pruned)]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -906,7 +913,7 @@ fn native_engine_translates_like_libtorch_for_transformer_lstm_and_pruned_models
         assert!(out.status.success(), "{}", stderr(&out));
         stdout(&out)
     };
-    for model in [&m, &pruned, &lstm] {
+    for model in [&m, &pruned, &lstm, &brnn] {
         for beam in ["1", "3"] {
             let torch = run(model, "torch", &["--beam", beam, "--nbest", "1"]);
             let native = run(model, "native", &["--beam", beam, "--nbest", "1"]);

@@ -36,6 +36,7 @@ fn lstm_cfg() -> ModelConfig {
         layers: 2,
         dropout: 0.0,
         tied_embeddings: true,
+        ..Default::default()
     })
 }
 

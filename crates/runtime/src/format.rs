@@ -95,12 +95,28 @@ pub struct LstmConfig {
     /// The output layer's matrix is the target embedding matrix (needs `embed_dim == hidden`).
     /// The source embedding is always separate.
     pub tied_embeddings: bool,
+    /// A bidirectional encoder (OpenNMT's `brnn`): each layer runs forward and backward with
+    /// `hidden / 2` units each, and its outputs and final states are the two concatenated, so the
+    /// attention and the decoder still see `hidden` (needs an even `hidden`). Off in the paper.
+    pub bidirectional: bool,
+    /// A learned bridge from the encoder's final state to the decoder's initial state, per layer:
+    /// `h_0 = tanh(W_h h_enc + b_h)`, `c_0 = W_c c_enc + b_c`. Off in the paper (the decoder starts
+    /// from the encoder's final `(h, c)` as it is).
+    pub bridge: bool,
 }
 
 impl Default for LstmConfig {
     /// A small 2×256 model, sized for CPU training.
     fn default() -> Self {
-        Self { embed_dim: 256, hidden: 256, layers: 2, dropout: 0.2, tied_embeddings: true }
+        Self {
+            embed_dim: 256,
+            hidden: 256,
+            layers: 2,
+            dropout: 0.2,
+            tied_embeddings: true,
+            bidirectional: false,
+            bridge: false,
+        }
     }
 }
 
@@ -108,13 +124,27 @@ impl LstmConfig {
     /// Kim & Rush (2016)'s teacher, Luong et al. (2015)'s model: 4 layers × 1000 units, 1000-wide
     /// embeddings, dropout 0.3 (seq2seq-attn's default), untied output layer.
     pub fn kim_rush_teacher() -> Self {
-        Self { embed_dim: 1000, hidden: 1000, layers: 4, dropout: 0.3, tied_embeddings: false }
+        Self {
+            embed_dim: 1000,
+            hidden: 1000,
+            layers: 4,
+            dropout: 0.3,
+            tied_embeddings: false,
+            ..Self::default()
+        }
     }
 
     /// Kim & Rush (2016)'s main student: 2 layers × 500 units, 500-wide embeddings, dropout 0.3,
     /// untied output layer.
     pub fn kim_rush_student() -> Self {
-        Self { embed_dim: 500, hidden: 500, layers: 2, dropout: 0.3, tied_embeddings: false }
+        Self {
+            embed_dim: 500,
+            hidden: 500,
+            layers: 2,
+            dropout: 0.3,
+            tied_embeddings: false,
+            ..Self::default()
+        }
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -132,6 +162,13 @@ impl LstmConfig {
                 "lstm: tied_embeddings needs embed_dim == hidden (the output layer reads h̃), \
                  got embed_dim {} and hidden {}",
                 self.embed_dim, self.hidden
+            ));
+        }
+        if self.bidirectional && self.hidden % 2 != 0 {
+            return Err(format!(
+                "lstm: a bidirectional encoder splits hidden between its two directions, so hidden \
+                 must be even, got {}",
+                self.hidden
             ));
         }
         Ok(())

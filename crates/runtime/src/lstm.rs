@@ -4,7 +4,10 @@
 //! - Encoder: each layer's input projections `x·W_ihᵀ` for every token of every sentence in one
 //!   matrix product, then the recurrence over time on the sentences still running (sorted longest
 //!   first, so they are a prefix of the batch); a sentence's outputs and final `(h, c)` are those
-//!   at its own last token, as with libtorch's packed sequences.
+//!   at its own last token, as with libtorch's packed sequences. A bidirectional layer runs the
+//!   same recurrence backward in time too (a sentence joins the running prefix at its last token,
+//!   from a zero state) and concatenates `[→; ←]`.
+//! - The optional bridge maps each layer's final `(h, c)` to the decoder's initial state.
 //! - Attention keys `W_a h̄_s` are computed once per sentence.
 //! - Decoder rows keep `(h, c)` per layer and `h̃`; beams share their sentence's memory.
 
@@ -28,7 +31,10 @@ pub struct Lstm {
     vocab: usize,
     src_embed: Matrix,
     tgt_embed: Matrix,
-    encoder: Vec<Cell>,
+    /// Per layer: the forward cell and, bidirectional, the backward one.
+    encoder: Vec<Vec<Cell>>,
+    /// Per layer `(W_h, W_c)`: `h_0 = tanh(W_h h_enc + b_h)`, `c_0 = W_c c_enc + b_c`.
+    bridge: Option<Vec<(Linear, Linear)>>,
     decoder: Vec<Cell>,
     /// `W_a`: keys are `W_a h̄_s`.
     attn_score: Linear,
@@ -92,19 +98,39 @@ impl Lstm {
         cfg.validate().map_err(WeightError::Config)?;
         let (e, h) = (cfg.embed_dim as usize, cfg.hidden as usize);
         // The first decoder layer reads [emb; h̃] (input feeding).
-        let layers = |w: &mut Weights, side: &str, first_in: usize| {
-            (0..cfg.layers)
-                .map(|i| {
-                    let p = format!("{side}.lstm");
-                    let inp = if i == 0 { first_in } else { h };
-                    let (wi, bi) = (format!("{p}.weight_ih_l{i}"), format!("{p}.bias_ih_l{i}"));
-                    let (wh, bh) = (format!("{p}.weight_hh_l{i}"), format!("{p}.bias_hh_l{i}"));
-                    Ok(Cell {
-                        ih: w.linear_named_of(&wi, Some(&bi), 4 * h, inp)?,
-                        hh: w.linear_named_of(&wh, Some(&bh), 4 * h, h)?,
+        // Layer i of `side`, direction `suffix` ("" or "_reverse"), with `units` per direction.
+        let cell = |w: &mut Weights, side: &str, i: i64, suffix: &str, inp: usize, units: usize| {
+            let p = format!("{side}.lstm");
+            let (wi, bi) = (format!("{p}.weight_ih_l{i}{suffix}"), format!("{p}.bias_ih_l{i}{suffix}"));
+            let (wh, bh) = (format!("{p}.weight_hh_l{i}{suffix}"), format!("{p}.bias_hh_l{i}{suffix}"));
+            Ok::<_, WeightError>(Cell {
+                ih: w.linear_named_of(&wi, Some(&bi), 4 * units, inp)?,
+                hh: w.linear_named_of(&wh, Some(&bh), 4 * units, units)?,
+            })
+        };
+        let directions: &[&str] = if cfg.bidirectional { &["", "_reverse"] } else { &[""] };
+        let units = h / directions.len();
+        let mut encoder = Vec::new();
+        for i in 0..cfg.layers {
+            let inp = if i == 0 { e } else { h };
+            encoder.push(
+                directions.iter().map(|d| cell(w, "encoder", i, d, inp, units)).collect::<Result<_, _>>()?,
+            );
+        }
+        let decoder = (0..cfg.layers)
+            .map(|i| cell(w, "decoder", i, "", if i == 0 { e + h } else { h }, h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bridge = match cfg.bridge {
+            false => None,
+            true => Some(
+                (0..cfg.layers)
+                    .map(|i| {
+                        let of =
+                            |w: &mut Weights, s: &str| w.linear_of(&format!("decoder.bridge.{s}_l{i}"), h, h);
+                        Ok((of(w, "h")?, of(w, "c")?))
                     })
-                })
-                .collect::<Result<Vec<_>, WeightError>>()
+                    .collect::<Result<Vec<_>, WeightError>>()?,
+            ),
         };
         let tgt_embed = w.matrix_of("tgt_embed.weight", vocab, e)?;
         let out = if cfg.tied_embeddings {
@@ -117,8 +143,9 @@ impl Lstm {
             vocab,
             src_embed: w.matrix_of("src_embed.weight", vocab, e)?,
             tgt_embed,
-            encoder: layers(w, "encoder", e)?,
-            decoder: layers(w, "decoder", e + h)?,
+            encoder,
+            bridge,
+            decoder,
             attn_score: w.linear_named_of("decoder.attn_score.weight", None, h, h)?,
             attn_out: w.linear_named_of("decoder.attn_out.weight", None, h, 2 * h)?,
             out,
@@ -129,9 +156,12 @@ impl Lstm {
     pub fn quantized(&self) -> Self {
         let q = |l: &Linear| Linear { weight: l.weight.quantize(), bias: l.bias.clone() };
         let mut m = self.clone();
-        for cell in m.encoder.iter_mut().chain(m.decoder.iter_mut()) {
+        for cell in m.encoder.iter_mut().flatten().chain(m.decoder.iter_mut()) {
             cell.ih = q(&cell.ih);
             cell.hh = q(&cell.hh);
+        }
+        for (bh, bc) in m.bridge.iter_mut().flatten() {
+            (*bh, *bc) = (q(bh), q(bc));
         }
         m.src_embed = m.src_embed.quantize();
         m.tgt_embed = m.tgt_embed.quantize();
@@ -174,19 +204,35 @@ impl Decoder for Lstm {
         }
         let (mut pre, mut rec) = (Vec::new(), Vec::new());
         let (mut h_final, mut c_final) = (Vec::new(), Vec::new());
-        for cell in &self.encoder {
-            cell.ih.forward(&x, total, &mut pre, threads);
-            let (mut h, mut c) = (vec![0f32; n * hd], vec![0f32; n * hd]);
-            let mut out = vec![0f32; total * hd];
-            for t in 0..longest {
-                let r = running[t];
-                cell.hh.forward(&h[..r * hd], r, &mut rec, threads);
-                add_in_place(&mut rec, &pre[offsets[t] * 4 * hd..(offsets[t] + r) * 4 * hd]);
-                cell_update(&rec, &mut h[..r * hd], &mut c[..r * hd], hd);
-                out[offsets[t] * hd..(offsets[t] + r) * hd].copy_from_slice(&h[..r * hd]);
+        for layer in &self.encoder {
+            let u = hd / layer.len(); // units per direction
+            let mut out = vec![0f32; total * hd]; // per row [→; ←]
+            let (mut h_layer, mut c_layer) = (vec![0f32; n * hd], vec![0f32; n * hd]);
+            for (d, cell) in layer.iter().enumerate() {
+                cell.ih.forward(&x, total, &mut pre, threads);
+                let (mut h, mut c) = (vec![0f32; n * u], vec![0f32; n * u]);
+                // Backward, a sentence's rows join the running prefix at its last token, from zero.
+                let times: Vec<usize> =
+                    if d == 0 { (0..longest).collect() } else { (0..longest).rev().collect() };
+                for t in times {
+                    let r = running[t];
+                    cell.hh.forward(&h[..r * u], r, &mut rec, threads);
+                    add_in_place(&mut rec, &pre[offsets[t] * 4 * u..(offsets[t] + r) * 4 * u]);
+                    cell_update(&rec, &mut h[..r * u], &mut c[..r * u], u);
+                    for slot in 0..r {
+                        let row = offsets[t] + slot;
+                        out[row * hd + d * u..row * hd + (d + 1) * u]
+                            .copy_from_slice(&h[slot * u..(slot + 1) * u]);
+                    }
+                }
+                for slot in 0..n {
+                    let to = slot * hd + d * u..slot * hd + (d + 1) * u;
+                    h_layer[to.clone()].copy_from_slice(&h[slot * u..(slot + 1) * u]);
+                    c_layer[to].copy_from_slice(&c[slot * u..(slot + 1) * u]);
+                }
             }
-            h_final.push(h);
-            c_final.push(c);
+            h_final.push(h_layer);
+            c_final.push(c_layer);
             x = out;
         }
         // Per sentence (input order): values, keys, and the decoder's initial state.
@@ -209,11 +255,22 @@ impl Decoder for Lstm {
         let reorder = |per_slot: &Vec<f32>| -> Vec<f32> {
             (0..n).flat_map(|i| per_slot[slot_of[i] * hd..(slot_of[i] + 1) * hd].iter().copied()).collect()
         };
+        let (mut h, mut c): (Vec<Vec<f32>>, Vec<Vec<f32>>) =
+            (h_final.iter().map(reorder).collect(), c_final.iter().map(reorder).collect());
+        if let Some(bridge) = &self.bridge {
+            let mut y = Vec::new();
+            for ((h, c), (bh, bc)) in h.iter_mut().zip(&mut c).zip(bridge) {
+                bh.forward(h, n, &mut y, threads);
+                h.iter_mut().zip(&y).for_each(|(h, y)| *h = y.tanh());
+                bc.forward(c, n, &mut y, threads);
+                c.copy_from_slice(&y);
+            }
+        }
         LstmState {
             memory,
             row_sentence: (0..n).collect(),
-            h: h_final.iter().map(reorder).collect(),
-            c: c_final.iter().map(reorder).collect(),
+            h,
+            c,
             h_tilde: vec![0f32; n * hd],
             threads,
             buffers: StepBuffers::default(),

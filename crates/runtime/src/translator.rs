@@ -42,6 +42,8 @@ pub enum Precision {
 }
 
 /// A loaded model of either architecture.
+// One value per Translator: the few hundred bytes between the variants are not worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum NativeModel {
     Transformer(Transformer),

@@ -166,8 +166,9 @@ fn seqkd_runtime_beam(t: &Translator, k: usize) -> Vec<Vec<Hypothesis>> {
     }
 }
 
-/// An LSTM model directory (embeddings 12, hidden 16, 2 layers, untied) with random weights.
-fn lstm_model_dir(dir: &Path) {
+/// An LSTM model directory (embeddings 12, hidden 16, 2 layers, untied) with random weights;
+/// `options`: with a bidirectional encoder and the bridge.
+fn lstm_model_dir(dir: &Path, options: bool) {
     let vocab = Vocab::train(
         SENTENCES.iter().copied(),
         &VocabConfig { size: 300, min_frequency: 1, ..Default::default() },
@@ -177,8 +178,11 @@ fn lstm_model_dir(dir: &Path) {
     let (e, h, v) = (12, 16, vocab.len());
     std::fs::write(
         dir.join("config.toml"),
-        "[model]\narch = \"lstm\"\nembed_dim = 12\nhidden = 16\nlayers = 2\ndropout = 0.3\ntied_embeddings = false\n\
-         [decode]\nbeam_size = 3\nmax_len_a = 1.0\nmax_len_b = 4\n",
+        format!(
+            "[model]\narch = \"lstm\"\nembed_dim = 12\nhidden = 16\nlayers = 2\ndropout = 0.3\n\
+             tied_embeddings = false\nbidirectional = {options}\nbridge = {options}\n\
+             [decode]\nbeam_size = 3\nmax_len_a = 1.0\nmax_len_b = 4\n"
+        ),
     )
     .unwrap();
     let mut t = Tensors(Vec::new());
@@ -187,13 +191,23 @@ fn lstm_model_dir(dir: &Path) {
         seed += 1;
         t.f32(name, shape, &noise(shape.iter().product(), seed, 0.4));
     };
-    for (side, first_in) in [("encoder", e), ("decoder", e + h)] {
+    let directions: &[&str] = if options { &["", "_reverse"] } else { &[""] };
+    for (side, first_in, dirs) in [("encoder", e, directions), ("decoder", e + h, &[""][..])] {
+        let u = h / dirs.len();
         for l in 0..2 {
             let inp = if l == 0 { first_in } else { h };
-            param(&mut t, &format!("{side}.lstm.weight_ih_l{l}"), &[4 * h, inp]);
-            param(&mut t, &format!("{side}.lstm.weight_hh_l{l}"), &[4 * h, h]);
-            param(&mut t, &format!("{side}.lstm.bias_ih_l{l}"), &[4 * h]);
-            param(&mut t, &format!("{side}.lstm.bias_hh_l{l}"), &[4 * h]);
+            for d in dirs {
+                param(&mut t, &format!("{side}.lstm.weight_ih_l{l}{d}"), &[4 * u, inp]);
+                param(&mut t, &format!("{side}.lstm.weight_hh_l{l}{d}"), &[4 * u, u]);
+                param(&mut t, &format!("{side}.lstm.bias_ih_l{l}{d}"), &[4 * u]);
+                param(&mut t, &format!("{side}.lstm.bias_hh_l{l}{d}"), &[4 * u]);
+            }
+            if options && side == "decoder" {
+                for s in ["h", "c"] {
+                    param(&mut t, &format!("decoder.bridge.{s}_l{l}.weight"), &[h, h]);
+                    param(&mut t, &format!("decoder.bridge.{s}_l{l}.bias"), &[h]);
+                }
+            }
         }
     }
     param(&mut t, "decoder.attn_score.weight", &[h, h]);
@@ -207,16 +221,22 @@ fn lstm_model_dir(dir: &Path) {
 
 #[test]
 fn lstm_batched_equals_one_sentence_at_a_time_with_sources_of_different_lengths() {
-    let dir = tempfile::tempdir().unwrap();
-    lstm_model_dir(dir.path());
+    for options in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        lstm_model_dir(dir.path(), options);
+        lstm_batched_equals_one_at_a_time(dir.path());
+    }
+}
+
+fn lstm_batched_equals_one_at_a_time(dir: &Path) {
     for threads in [1, 2] {
-        let mut t = Translator::load(dir.path(), None, Precision::AsStored, threads).unwrap();
+        let mut t = Translator::load(dir, None, Precision::AsStored, threads).unwrap();
         let greedy = translate(&mut t, 1, 0, 1);
         assert_same(&translate(&mut t, 1, 1, 1), &greedy, "lstm greedy: batched vs one at a time");
         let beam = translate(&mut t, 3, 0, 3);
         assert_same(&translate(&mut t, 3, 1, 3), &beam, "lstm beam: batched vs one at a time");
         assert_same(&seqkd_runtime_beam(&t, 1), &greedy, "lstm beam K = 1 vs greedy");
-        let mut q = Translator::load(dir.path(), None, Precision::Int8, threads).unwrap();
+        let mut q = Translator::load(dir, None, Precision::Int8, threads).unwrap();
         assert_eq!(translate(&mut q, 3, 0, 3).len(), SENTENCES.len());
     }
 }
@@ -334,7 +354,7 @@ fn wrong_model_directories_are_clear_errors() {
     // A config of the other architecture names what is missing.
     std::fs::write(dir.path().join("config.toml"), "[model]\narch = \"lstm\"\n").unwrap();
     let e = error(Translator::load(dir.path(), None, Precision::AsStored, 1).err().unwrap());
-    assert!(e.contains("tgt_embed.weight"), "{e}");
+    assert!(e.contains("no parameter encoder.lstm.weight_ih_l0"), "{e}");
     // Fewer layers in the config than in the weights: the unused parameters are named.
     std::fs::write(dir.path().join("config.toml"), cfg.replace("encoder_layers = 2", "encoder_layers = 1"))
         .unwrap();

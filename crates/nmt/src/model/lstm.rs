@@ -3,10 +3,13 @@
 //! architecture Kim & Rush (2016), "Sequence-Level Knowledge Distillation", use for both teacher
 //! (4×1000) and students (2×500, 2×300).
 //!
-//! - Encoder: embedding → stacked unidirectional LSTM (dropout between layers). Sources are
-//!   right-padded, so the encoder runs on a packed sequence: each sentence's outputs `h̄_s` and the
-//!   final `(h, c)` of every layer are those at its own last token, independent of the padding.
-//! - Decoder initial state: the encoder's final `(h, c)` per layer; `h̃_0 = 0`.
+//! - Encoder: embedding → stacked LSTM (dropout between layers), unidirectional as in the paper
+//!   or, as an option, bidirectional (OpenNMT's `brnn`: `hidden / 2` units per direction, outputs
+//!   and final states concatenated `[→; ←]`). Sources are right-padded, so the encoder runs on a
+//!   packed sequence: each sentence's outputs `h̄_s` and the final `(h, c)` of every layer are those
+//!   at its own last token (backward: its first), independent of the padding.
+//! - Decoder initial state: the encoder's final `(h, c)` per layer or, with the optional bridge,
+//!   `h_0 = tanh(W_h h_enc + b_h)`, `c_0 = W_c c_enc + b_c` per layer; `h̃_0 = 0`.
 //! - Decoder step (input feeding, Luong §3.3): the first layer reads `[emb(y_{t-1}); h̃_{t-1}]`.
 //! - Global attention with the "general" score (Luong eq. 7–8, 5–6):
 //!   `score(h_t, h̄_s) = h_tᵀ W_a h̄_s`, `a_t = softmax_s(score)` over real source positions,
@@ -34,14 +37,15 @@ struct LstmLayer {
 }
 
 impl LstmLayer {
-    /// Variables `weight_ih_l{i}`, `weight_hh_l{i}`, `bias_ih_l{i}`, `bias_hh_l{i}` under `p`
-    /// (PyTorch's `nn.LSTM` names).
-    fn new(p: &nn::Path, i: i64, in_dim: i64, hidden: i64) -> Self {
+    /// Variables `weight_ih_l{i}{suffix}`, `weight_hh_l{i}{suffix}`, `bias_ih_l{i}{suffix}`,
+    /// `bias_hh_l{i}{suffix}` under `p` (PyTorch's `nn.LSTM` names; `suffix` is `_reverse` for the
+    /// backward direction).
+    fn new(p: &nn::Path, i: i64, suffix: &str, in_dim: i64, hidden: i64) -> Self {
         Self {
-            w_ih: p.var(&format!("weight_ih_l{i}"), &[4 * hidden, in_dim], INIT),
-            w_hh: p.var(&format!("weight_hh_l{i}"), &[4 * hidden, hidden], INIT),
-            b_ih: p.var(&format!("bias_ih_l{i}"), &[4 * hidden], INIT),
-            b_hh: p.var(&format!("bias_hh_l{i}"), &[4 * hidden], INIT),
+            w_ih: p.var(&format!("weight_ih_l{i}{suffix}"), &[4 * hidden, in_dim], INIT),
+            w_hh: p.var(&format!("weight_hh_l{i}{suffix}"), &[4 * hidden, hidden], INIT),
+            b_ih: p.var(&format!("bias_ih_l{i}{suffix}"), &[4 * hidden], INIT),
+            b_hh: p.var(&format!("bias_hh_l{i}{suffix}"), &[4 * hidden], INIT),
         }
     }
 
@@ -72,11 +76,20 @@ struct Memory<'a> {
     pad: &'a Tensor,
 }
 
+/// The optional bridge: per decoder layer, `h_0 = tanh(W_h h_enc + b_h)` and `c_0 = W_c c_enc + b_c`.
+#[derive(Debug)]
+struct Bridge {
+    h: Vec<nn::Linear>,
+    c: Vec<nn::Linear>,
+}
+
 #[derive(Debug)]
 pub struct LstmSeq2Seq {
     src_embed: nn::Embedding,
     tgt_embed: nn::Embedding,
+    /// Per layer the forward direction, then (bidirectional) the backward one: `at::lstm`'s order.
     encoder: Vec<LstmLayer>,
+    bridge: Option<Bridge>,
     decoder: Vec<LstmLayer>,
     /// `W_a` `[H, H]`, no bias (Luong eq. 8, "general").
     attn_score: Tensor,
@@ -93,7 +106,8 @@ impl LstmSeq2Seq {
     /// Variables (`.`-separated, as tch names them): `src_embed.weight`, `tgt_embed.weight`,
     /// `encoder.lstm.{weight_ih,weight_hh,bias_ih,bias_hh}_l{i}`, `decoder.lstm.…_l{i}`,
     /// `decoder.attn_score.weight`, `decoder.attn_out.weight`, `out_proj.bias` and, untied,
-    /// `out_proj.weight`.
+    /// `out_proj.weight`. Bidirectional: also `encoder.lstm.…_l{i}_reverse`; with the bridge,
+    /// `decoder.bridge.{h,c}_l{i}.{weight,bias}`.
     ///
     /// Panics if `cfg` is invalid ([`LstmConfig::validate`]).
     pub fn new(p: &nn::Path, cfg: &LstmConfig, vocab_size: i64) -> Self {
@@ -105,15 +119,27 @@ impl LstmSeq2Seq {
         let enc = p / "encoder" / "lstm";
         let dec = p / "decoder" / "lstm";
         let out = p / "out_proj";
+        let directions: &[&str] = if cfg.bidirectional { &["", "_reverse"] } else { &[""] };
+        let per_direction = h / directions.len() as i64;
+        let lin_cfg = nn::LinearConfig { ws_init: INIT, bs_init: Some(INIT), bias: true };
+        let bridge = p / "decoder" / "bridge";
+        let bridge_of = |state: &str| {
+            (0..cfg.layers).map(|i| nn::linear(&bridge / format!("{state}_l{i}"), h, h, lin_cfg)).collect()
+        };
         Self {
             src_embed: nn::embedding(p / "src_embed", vocab_size, e, emb_cfg),
             tgt_embed: nn::embedding(p / "tgt_embed", vocab_size, e, emb_cfg),
             encoder: (0..cfg.layers)
-                .map(|i| LstmLayer::new(&enc, i, if i == 0 { e } else { h }, h))
+                .flat_map(|i| {
+                    let in_dim = if i == 0 { e } else { h };
+                    directions.iter().map(move |&d| (i, d, in_dim))
+                })
+                .map(|(i, d, in_dim)| LstmLayer::new(&enc, i, d, in_dim, per_direction))
                 .collect(),
+            bridge: cfg.bridge.then(|| Bridge { h: bridge_of("h"), c: bridge_of("c") }),
             // Input feeding: the first decoder layer reads [emb(y_{t-1}); h̃_{t-1}].
             decoder: (0..cfg.layers)
-                .map(|i| LstmLayer::new(&dec, i, if i == 0 { e + h } else { h }, h))
+                .map(|i| LstmLayer::new(&dec, i, "", if i == 0 { e + h } else { h }, h))
                 .collect(),
             attn_score: (p / "decoder" / "attn_score").var("weight", &[h, h], INIT),
             attn_out: (p / "decoder" / "attn_out").var("weight", &[h, 2 * h], INIT),
@@ -151,7 +177,8 @@ impl LstmSeq2Seq {
         let unorder = order.argsort(0, false); // [B]: inverse permutation
         let x = src.index_select(0, &order).apply(&self.src_embed); // [B, S, E], sorted
         let (data, batch_sizes) = x.internal_pack_padded_sequence(&sorted_lengths, true); // [Σ len, E], [S']
-        let zeros = Tensor::zeros([layers, batch, hidden], (x.kind(), device));
+        let dirs = if self.cfg.bidirectional { 2 } else { 1 };
+        let zeros = Tensor::zeros([layers * dirs, batch, hidden / dirs], (x.kind(), device));
         let (out_data, h, c) = Tensor::lstm_data(
             &data,
             &batch_sizes,
@@ -161,14 +188,20 @@ impl LstmSeq2Seq {
             layers,
             self.cfg.dropout,
             train,
-            false,
-        ); // [Σ len, H], [L, B, H], [L, B, H]
+            self.cfg.bidirectional,
+        ); // [Σ len, H] ([→; ←]), [L·dirs, B, H/dirs] twice
            // [B, S, H], zero at pads.
         let (out, _) = Tensor::internal_pad_packed_sequence(&out_data, &batch_sizes, true, 0.0, src_len);
+        // Final states [L·dirs, B, H/dirs] (layer-major, forward first) → [L, B, H] as [→; ←].
+        let per_layer = |s: Tensor| {
+            s.view([layers, dirs, batch, hidden / dirs])
+                .permute([0, 2, 1, 3])
+                .reshape([layers, batch, hidden])
+        };
         Encoded {
             out: out.index_select(0, &unorder),
-            h: h.index_select(1, &unorder),
-            c: c.index_select(1, &unorder),
+            h: per_layer(h).index_select(1, &unorder),
+            c: per_layer(c).index_select(1, &unorder),
             pad: real.logical_not(),
         }
     }
@@ -182,8 +215,11 @@ impl LstmSeq2Seq {
     fn initial_state(&self, enc: &Encoded) -> Vec<Tensor> {
         let mut rows = Vec::with_capacity(2 * self.cfg.layers as usize + 1);
         for l in 0..self.cfg.layers {
-            rows.push(enc.h.get(l));
-            rows.push(enc.c.get(l));
+            let (h, c) = (enc.h.get(l), enc.c.get(l)); // [n, H] each
+            match &self.bridge {
+                None => rows.extend([h, c]),
+                Some(b) => rows.extend([h.apply(&b.h[l as usize]).tanh(), c.apply(&b.c[l as usize])]),
+            }
         }
         let (n, _, hidden) = enc.out.size3().unwrap();
         rows.push(Tensor::zeros([n, hidden], (enc.out.kind(), enc.out.device()))); // h̃_0 = 0
@@ -272,9 +308,18 @@ mod tests {
 
     const VOCAB: i64 = 20;
 
-    fn tiny(layers: i64, dropout: f64) -> (nn::VarStore, LstmSeq2Seq) {
+    /// `options`: the bidirectional encoder and the bridge (both on or both off).
+    fn tiny(layers: i64, dropout: f64, options: bool) -> (nn::VarStore, LstmSeq2Seq) {
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = LstmConfig { embed_dim: 16, hidden: 16, layers, dropout, tied_embeddings: true };
+        let cfg = LstmConfig {
+            embed_dim: 16,
+            hidden: 16,
+            layers,
+            dropout,
+            bidirectional: options,
+            bridge: options,
+            ..Default::default()
+        };
         let model = LstmSeq2Seq::new(&vs.root(), &cfg, VOCAB);
         (vs, model)
     }
@@ -295,8 +340,14 @@ mod tests {
 
     #[test]
     fn step_matches_teacher_forced_logits() {
+        for options in [false, true] {
+            step_matches_teacher_forced_logits_with(options);
+        }
+    }
+
+    fn step_matches_teacher_forced_logits_with(options: bool) {
         tch::manual_seed(1);
-        let (_vs, model) = tiny(2, 0.2);
+        let (_vs, model) = tiny(2, 0.2, options);
         let src = pad(&[vec![5, 6, 7, 8, 2], vec![9, 10, 2], vec![11, 2]], Device::Cpu);
         let tgt_in = pad(&[vec![1, 12, 13], vec![1, 14, 15, 16, 17], vec![1]], Device::Cpu);
         let want = tch::no_grad(|| model.logits(&src, &tgt_in, false).log_softmax(-1, Kind::Float));
@@ -308,8 +359,14 @@ mod tests {
 
     #[test]
     fn padding_does_not_change_a_sentence() {
+        for options in [false, true] {
+            padding_does_not_change_a_sentence_with(options);
+        }
+    }
+
+    fn padding_does_not_change_a_sentence_with(options: bool) {
         tch::manual_seed(2);
-        let (_vs, model) = tiny(2, 0.2);
+        let (_vs, model) = tiny(2, 0.2, options);
         let (s, t) = (vec![5i64, 6, 7, 2], vec![1i64, 8, 9]);
         let alone_src = pad(std::slice::from_ref(&s), Device::Cpu);
         let alone_tgt = pad(std::slice::from_ref(&t), Device::Cpu);
@@ -350,7 +407,7 @@ mod tests {
         // process-wide, which only speeds up the other tiny-model tests in this binary.
         tch::set_num_threads(1);
         tch::manual_seed(3);
-        let (vs, model) = tiny(2, 0.0);
+        let (vs, model) = tiny(2, 0.0, false);
         // 20 pairs of random sequences of length 3–8 over the non-special ids 4..20.
         let mut state = 12345u64;
         let mut next = move |m: u64| {
@@ -390,7 +447,14 @@ mod tests {
     #[test]
     fn weight_names_are_stable() {
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = LstmConfig { embed_dim: 8, hidden: 8, layers: 1, dropout: 0.0, tied_embeddings: false };
+        let cfg = LstmConfig {
+            embed_dim: 8,
+            hidden: 8,
+            layers: 1,
+            dropout: 0.0,
+            tied_embeddings: false,
+            ..Default::default()
+        };
         let _model = LstmSeq2Seq::new(&vs.root(), &cfg, VOCAB);
         let mut names: Vec<String> = vs.variables().into_keys().collect();
         names.sort();
@@ -416,6 +480,16 @@ mod tests {
         let _model = LstmSeq2Seq::new(&vs.root(), &LstmConfig { tied_embeddings: true, ..cfg }, VOCAB);
         assert!(!vs.variables().contains_key("out_proj.weight"));
         assert!(vs.variables().contains_key("out_proj.bias"));
+        // Bidirectional with the bridge: PyTorch's `_reverse` names, `hidden / 2` per direction.
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = LstmConfig { bidirectional: true, bridge: true, layers: 2, ..cfg };
+        let _model = LstmSeq2Seq::new(&vs.root(), &cfg, VOCAB);
+        let vars = vs.variables();
+        assert_eq!(vars["encoder.lstm.weight_hh_l1_reverse"].size(), [16, 4]);
+        assert_eq!(vars["encoder.lstm.weight_ih_l1"].size(), [16, 8]);
+        assert_eq!(vars["decoder.bridge.c_l1.weight"].size(), [8, 8]);
+        assert_eq!(vars["decoder.bridge.h_l0.bias"].size(), [8]);
+        assert_eq!(vars.len(), 14 + 8 + 8 + 8);
     }
 
     #[test]
@@ -425,6 +499,8 @@ mod tests {
         assert!(LstmConfig::kim_rush_student().validate().is_ok());
         let bad = LstmConfig { embed_dim: 128, hidden: 256, tied_embeddings: true, ..Default::default() };
         assert!(bad.validate().unwrap_err().contains("tied_embeddings"));
+        let odd = LstmConfig { hidden: 255, embed_dim: 255, bidirectional: true, ..Default::default() };
+        assert!(odd.validate().unwrap_err().contains("even"));
         let cfg: LstmConfig = serde_json::from_str(r#"{"hidden": 64, "embed_dim": 64}"#).unwrap();
         assert_eq!((cfg.hidden, cfg.layers), (64, 2));
         assert!(serde_json::from_str::<LstmConfig>(r#"{"hiden": 64}"#).is_err());
