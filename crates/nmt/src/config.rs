@@ -45,11 +45,23 @@ pub struct DataConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
-    /// Adam with linear warmup then inverse-square-root decay (the Transformer recipe).
+    /// Adam; by default with the inverse-square-root schedule (the Transformer recipe).
     Adam,
-    /// Plain SGD with the learning rate halved whenever validation perplexity stops improving
-    /// (Luong et al. 2015 / Kim & Rush 2016: lr 1.0, halving).
+    /// Plain SGD; by default with the plateau schedule (Luong et al. 2015 / Kim & Rush 2016: lr 1.0,
+    /// halving, and `warmup_steps = 0`).
     Sgd,
+}
+
+/// How the learning rate moves over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// Linear warmup to `lr` over `warmup_steps`, then `lr · √(warmup / step)` (Vaswani et al.).
+    InverseSqrt,
+    /// Linear warmup to `lr` over `warmup_steps`, then constant, halved after every validation
+    /// whose `select_by` score did not improve (Luong et al. 2015 with SGD; JoeyNMT's and
+    /// OpenNMT's "plateau" schedule for recurrent models with Adam).
+    Plateau,
 }
 
 /// Which validation score selects the kept model.
@@ -69,6 +81,8 @@ pub enum SelectBy {
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub optimizer: OptimizerKind,
+    /// Unset: `inverse-sqrt` for Adam, `plateau` for SGD.
+    pub lr_schedule: Option<LrSchedule>,
     /// Peak learning rate (Adam, reached after `warmup_steps`) or the initial one (SGD).
     pub lr: f64,
     pub warmup_steps: i64,
@@ -111,6 +125,14 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
+    /// The schedule in force: the configured one or the optimizer's own.
+    pub fn schedule(&self) -> LrSchedule {
+        self.lr_schedule.unwrap_or(match self.optimizer {
+            OptimizerKind::Adam => LrSchedule::InverseSqrt,
+            OptimizerKind::Sgd => LrSchedule::Plateau,
+        })
+    }
+
     /// Takes `other`'s budget (updates, epochs, minutes): what a resumed run may change.
     pub fn set_budget(&mut self, other: &TrainConfig) {
         (self.max_steps, self.max_epochs, self.max_minutes) =
@@ -136,6 +158,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             optimizer: OptimizerKind::Adam,
+            lr_schedule: None,
             lr: 1e-3,
             warmup_steps: 1000,
             adam_betas: (0.9, 0.98),

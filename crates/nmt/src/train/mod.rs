@@ -27,14 +27,14 @@ use tch::{nn, Tensor};
 
 use crate::batch::Batch;
 use crate::checkpoint::{self, CheckpointError};
-use crate::config::{Config, OptimizerKind};
+use crate::config::{Config, LrSchedule};
 use crate::error::{io_err, Error};
 use crate::model::Model;
 use crate::model_dir::{load_dense, named_vars, BEST_FILE, CONFIG_FILE, LAST_FILE};
 use data::RunCorpora;
 use method::{Method, RunData, Start, WeightConstraint};
 use metrics::{MetricsLog, Record};
-use optim::{inverse_sqrt_lr, Optimizer};
+use optim::{inverse_sqrt_lr, warmup_lr, Optimizer};
 use validate::Validation;
 
 pub use state::TrainState;
@@ -122,9 +122,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
             let batch = Batch::new(&rows.iter().map(|&i| pairs[i]).collect::<Vec<_>>(), device);
             // Corpus-order indices of the rows (what a stored top-k file is indexed by).
             let sentences: Vec<usize> = rows.iter().map(|&i| data.keep[i]).collect();
-            let lr = match t.optimizer {
-                OptimizerKind::Adam => inverse_sqrt_lr(t.lr, t.warmup_steps, state.step + 1),
-                OptimizerKind::Sgd => state.sgd_lr,
+            let lr = match t.schedule() {
+                LrSchedule::InverseSqrt => inverse_sqrt_lr(t.lr, t.warmup_steps, state.step + 1),
+                LrSchedule::Plateau => warmup_lr(state.plateau_lr, t.warmup_steps, state.step + 1),
             };
             let loss = update.run(&mut opt, &batch, &sentences, state.step, lr);
             state.step += 1;
@@ -143,8 +143,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
             }
             if state.step % t.valid_every == 0 {
                 let stop = validation.run(&mut state, &mut log)?;
-                if t.optimizer == OptimizerKind::Sgd && state.bad_validations > 0 {
-                    state.sgd_lr /= 2.0;
+                if t.schedule() == LrSchedule::Plateau && state.bad_validations > 0 {
+                    state.plateau_lr /= 2.0;
                 }
                 save_last(&opt, &state)?;
                 if stop {
@@ -194,7 +194,7 @@ fn begin(
     let vs = nn::VarStore::new(device);
     let model = Model::new(&vs.root(), &cfg.model, vocab_len);
     let mut opt = Optimizer::new(vs.variables(), t.optimizer, t.adam_betas, t.adam_eps);
-    let mut state = TrainState { sgd_lr: t.lr, ..Default::default() };
+    let mut state = TrainState { plateau_lr: t.lr, ..Default::default() };
     let mut constraint = None;
     if resuming {
         let loaded = checkpoint::load(&last_path, device)?;

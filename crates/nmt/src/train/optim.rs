@@ -145,6 +145,12 @@ pub fn inverse_sqrt_lr(peak: f64, warmup: i64, step: i64) -> f64 {
     peak * (s / w).min((w / s).sqrt())
 }
 
+/// Learning rate at `step` (1-based) for the plateau schedule: linear warmup to `current` (the
+/// configured rate, halved on each plateau since), then `current`.
+pub fn warmup_lr(current: f64, warmup: i64, step: i64) -> f64 {
+    current * (step.max(1) as f64 / warmup.max(1) as f64).min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +208,13 @@ mod tests {
         assert!((inverse_sqrt_lr(1e-3, 100, 50) - 5e-4).abs() < 1e-12);
         assert!((inverse_sqrt_lr(1e-3, 100, 100) - 1e-3).abs() < 1e-12);
         assert!((inverse_sqrt_lr(1e-3, 100, 400) - 5e-4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn plateau_warms_up_then_holds() {
+        assert!((warmup_lr(1e-3, 100, 50) - 5e-4).abs() < 1e-12);
+        assert!((warmup_lr(1e-3, 100, 100) - 1e-3).abs() < 1e-12);
+        assert!((warmup_lr(1e-3, 100, 4000) - 1e-3).abs() < 1e-12);
+        assert!((warmup_lr(1.0, 0, 1) - 1.0).abs() < 1e-12);
     }
 }

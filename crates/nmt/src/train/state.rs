@@ -18,8 +18,9 @@ pub struct TrainState {
     pub best_valid_bleu: Option<f64>,
     /// Validations since the best one.
     pub bad_validations: i64,
-    /// SGD's current learning rate (halved on plateaus).
-    pub sgd_lr: f64,
+    /// The plateau schedule's current learning rate after warmup (halved on plateaus).
+    #[serde(alias = "sgd_lr")]
+    pub plateau_lr: f64,
     pub finished: bool,
     /// Wall-clock seconds of training over all runs (a resumed run's time budget continues from it).
     #[serde(default)]
