@@ -1,6 +1,7 @@
 //! Correctness of the model/search seam on tiny Transformers (d 32, vocab 40, fixed seeds):
 //! incremental decoding equals teacher forcing, beam 1 equals greedy, batched equals one by one,
-//! and a tiny model overfits a tiny corpus.
+//! a tiny model overfits a tiny corpus, and the same invariants hold on trained models whose
+//! hypotheses end with `</s>`, at several length penalties.
 
 use std::collections::HashMap;
 
@@ -144,36 +145,81 @@ fn beam_returns_k_sorted_hypotheses_whose_token_scores_add_up() {
     });
 }
 
+/// A tiny model trained to NLL < 0.05 on 24 random pairs, with those pairs.
+fn overfit(cfg: &ModelConfig, seed: i64) -> (nn::VarStore, Model, Vec<Vec<u32>>, Vec<Vec<u32>>) {
+    let (vs, m) = model(cfg, seed);
+    let src = sentences(24, 6);
+    let tgt = sentences(24, 7);
+    let pairs: Vec<(&[u32], &[u32])> =
+        src.iter().zip(&tgt).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
+    let batch = Batch::new(&pairs, Device::Cpu);
+    let vars: HashMap<String, Tensor> = vs.variables();
+    let mut opt = Optimizer::new(vars, OptimizerKind::Adam, (0.9, 0.98), 1e-9);
+    let mut nll = f64::INFINITY;
+    for _ in 0..600 {
+        opt.zero_grad();
+        let loss = label_smoothed_nll(&m.logits(&batch.src, &batch.tgt_in, true), &batch.tgt_out, 0.0)
+            / batch.n_tgt_tokens as f64;
+        loss.backward();
+        opt.step(1e-2);
+        nll = loss.double_value(&[]);
+        if nll < 0.01 {
+            break;
+        }
+    }
+    assert!(nll < 0.05, "{cfg:?}: NLL per token still {nll}");
+    (vs, m, src, tgt)
+}
+
+fn brnn_cfg() -> ModelConfig {
+    let ModelConfig::Lstm(l) = lstm_cfg() else { unreachable!() };
+    ModelConfig::Lstm(LstmConfig { bidirectional: true, bridge: true, ..l })
+}
+
 #[test]
 fn tiny_model_overfits_tiny_corpus() {
     for cfg in [transformer_cfg(), lstm_cfg()] {
-        let (vs, m) = model(&cfg, 5);
-        let src = sentences(24, 6);
-        let tgt = sentences(24, 7);
-        let pairs: Vec<(&[u32], &[u32])> =
-            src.iter().zip(&tgt).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
-        let batch = Batch::new(&pairs, Device::Cpu);
-        let vars: HashMap<String, Tensor> = vs.variables();
-        let mut opt = Optimizer::new(vars, OptimizerKind::Adam, (0.9, 0.98), 1e-9);
-        let mut nll = f64::INFINITY;
-        for _ in 0..600 {
-            opt.zero_grad();
-            let loss = label_smoothed_nll(&m.logits(&batch.src, &batch.tgt_in, true), &batch.tgt_out, 0.0)
-                / batch.n_tgt_tokens as f64;
-            loss.backward();
-            opt.step(1e-2);
-            nll = loss.double_value(&[]);
-            if nll < 0.01 {
-                break;
-            }
-        }
-        assert!(nll < 0.05, "{cfg:?}: NLL per token still {nll}");
-        // And greedy decoding reproduces the training targets.
+        let (_vs, m, src, tgt) = overfit(&cfg, 5);
+        // Greedy decoding reproduces the training targets.
         let rows: Vec<&[u32]> = src.iter().map(Vec::as_slice).collect();
         let max_lens = vec![12; src.len()];
         let out = tch::no_grad(|| greedy(&m, &source_tensor(&rows, Device::Cpu), &max_lens, 1.0));
         let correct = out.iter().zip(&tgt).filter(|(h, t)| &h.tokens == *t).count();
         assert!(correct >= 22, "{cfg:?}: only {correct}/24 training targets reproduced");
+    }
+}
+
+/// The search invariants again on trained models, which end their hypotheses with `</s>` (an
+/// untrained one rarely does, so the finishing paths would go untested), at several length
+/// penalties: beam 1 equals greedy, and batched equals one sentence at a time, greedy and beam 4.
+#[test]
+fn search_invariants_hold_on_trained_models_at_every_length_penalty() {
+    for cfg in [transformer_cfg(), lstm_cfg(), brnn_cfg()] {
+        let (_vs, m, src, _tgt) = overfit(&cfg, 8);
+        let rows: Vec<&[u32]> = src.iter().map(Vec::as_slice).collect();
+        let max_lens = vec![12; src.len()];
+        let toks =
+            |h: &[seqkd_nmt::decode::Hypothesis]| h.iter().map(|h| h.tokens.clone()).collect::<Vec<_>>();
+        tch::no_grad(|| {
+            let x = source_tensor(&rows, Device::Cpu);
+            for lp in [0.0, 0.6, 1.0, 1.5] {
+                let g = greedy(&m, &x, &max_lens, lp);
+                let finished = g.iter().filter(|h| h.token_logprobs.len() == h.tokens.len() + 1).count();
+                assert!(finished >= 22, "{cfg:?} lp {lp}: only {finished}/24 greedy outputs ended with </s>");
+                let b1 = beam_search(&m, &x, &max_lens, 1, lp, 1);
+                let b4 = beam_search(&m, &x, &max_lens, 4, lp, 4);
+                for i in 0..src.len() {
+                    assert_eq!(g[i].tokens, b1[i][0].tokens, "{cfg:?} lp {lp}: beam 1 vs greedy, row {i}");
+                    assert!((g[i].score - b1[i][0].score).abs() < 1e-4);
+                    let xi = source_tensor(&rows[i..=i], Device::Cpu);
+                    let gi = greedy(&m, &xi, &max_lens[i..=i], lp);
+                    assert_eq!(gi[0].tokens, g[i].tokens, "{cfg:?} lp {lp}: greedy row {i}");
+                    let bi = beam_search(&m, &xi, &max_lens[i..=i], 4, lp, 4);
+                    assert_eq!(toks(&bi[0]), toks(&b4[i]), "{cfg:?} lp {lp}: beam 4 row {i}");
+                    assert!(b4[i].windows(2).all(|w| w[0].normalized_score >= w[1].normalized_score));
+                }
+            }
+        });
     }
 }
 
