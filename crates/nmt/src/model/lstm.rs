@@ -419,7 +419,9 @@ mod tests {
         let pairs: Vec<(&[u32], &[u32])> = data.iter().map(|(s, t)| (s.as_slice(), t.as_slice())).collect();
         let batch = Batch::new(&pairs, Device::Cpu);
 
-        let mut opt = nn::Adam::default().build(&vs, 2e-2).unwrap();
+        // 1e-2, not 2e-2: at 2e-2 some initialisations oscillate (NLL 0.2 after 600 steps). The
+        // initialisation varies because other tests in this binary draw from the same global RNG.
+        let mut opt = nn::Adam::default().build(&vs, 1e-2).unwrap();
         let nll = |train: bool| {
             let logits = model.logits(&batch.src, &batch.tgt_in, train); // [B, T, V]
             let labels = batch.tgt_out.view([-1]);
@@ -432,8 +434,8 @@ mod tests {
             );
             sum / batch.n_tgt_tokens as f64
         };
-        // Converges in ~300 steps (about 3 s on one CPU thread); stop early once well below target.
-        for _ in 0..600 {
+        // Converges in a few hundred steps (seconds on one CPU thread); stop once well below target.
+        for _ in 0..1500 {
             let loss = nll(true);
             opt.backward_step(&loss);
             if loss.double_value(&[]) < 0.01 {
