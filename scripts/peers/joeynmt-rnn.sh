@@ -7,7 +7,7 @@
 #   scripts/peers/joeynmt-rnn.sh [WORK_DIR]        # default ../peers/joeynmt-rnn next to the repo
 #
 # Environment: MINUTES (60), THREADS (2), SEQKD_DATA (../shared/data), JOEY_VENV (WORK_DIR/venv).
-# The model mirrors configs/multi30k-lstm.toml: embeddings 256, a 2-layer bidirectional encoder of
+# The model mirrors configs/multi30k-lstm-brnn.toml: embeddings 256, a 2-layer bidirectional encoder of
 # 2×128 (JoeyNMT's hidden_size is per direction), a 2-layer decoder of 256, dropout 0.3, tied
 # embeddings and softmax, Adam with label smoothing 0.1 and token batches.
 set -euo pipefail

@@ -55,6 +55,11 @@ fn sentences(n: usize, seed: u64) -> Vec<Vec<u32>> {
     (0..n).map(|_| (0..rng.random_range(2..9)).map(|_| rng.random_range(4..VOCAB as u32)).collect()).collect()
 }
 
+/// The token sequences of an n-best list.
+fn tokens_of(hyps: &[seqkd_nmt::decode::Hypothesis]) -> Vec<Vec<u32>> {
+    hyps.iter().map(|h| h.tokens.clone()).collect()
+}
+
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
@@ -117,10 +122,7 @@ fn batched_decoding_equals_one_sentence_at_a_time() {
                     "{cfg:?} greedy {i}"
                 );
                 let bi = beam_search(&m, &xi, &max_lens[i..=i], 4, 1.0, 4);
-                let toks = |h: &[seqkd_nmt::decode::Hypothesis]| {
-                    h.iter().map(|h| h.tokens.clone()).collect::<Vec<_>>()
-                };
-                assert_eq!(toks(&bi[0]), toks(&b[i]), "{cfg:?} beam {i}");
+                assert_eq!(tokens_of(&bi[0]), tokens_of(&b[i]), "{cfg:?} beam {i}");
             }
         });
     }
@@ -198,8 +200,6 @@ fn search_invariants_hold_on_trained_models_at_every_length_penalty() {
         let (_vs, m, src, _tgt) = overfit(&cfg, 8);
         let rows: Vec<&[u32]> = src.iter().map(Vec::as_slice).collect();
         let max_lens = vec![12; src.len()];
-        let toks =
-            |h: &[seqkd_nmt::decode::Hypothesis]| h.iter().map(|h| h.tokens.clone()).collect::<Vec<_>>();
         tch::no_grad(|| {
             let x = source_tensor(&rows, Device::Cpu);
             for lp in [0.0, 0.6, 1.0, 1.5] {
@@ -215,7 +215,7 @@ fn search_invariants_hold_on_trained_models_at_every_length_penalty() {
                     let gi = greedy(&m, &xi, &max_lens[i..=i], lp);
                     assert_eq!(gi[0].tokens, g[i].tokens, "{cfg:?} lp {lp}: greedy row {i}");
                     let bi = beam_search(&m, &xi, &max_lens[i..=i], 4, lp, 4);
-                    assert_eq!(toks(&bi[0]), toks(&b4[i]), "{cfg:?} lp {lp}: beam 4 row {i}");
+                    assert_eq!(tokens_of(&bi[0]), tokens_of(&b4[i]), "{cfg:?} lp {lp}: beam 4 row {i}");
                     assert!(b4[i].windows(2).all(|w| w[0].normalized_score >= w[1].normalized_score));
                 }
             }

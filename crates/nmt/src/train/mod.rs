@@ -105,6 +105,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
     let clock = Clock { start: Instant::now(), before: state.train_seconds };
     let mut window = Window::new();
     let stop_at = opts.stop_after.map(|n| state.step + n);
+    let schedule = t.schedule();
     'epochs: while t.max_epochs <= 0 || (state.epoch as i64) < t.max_epochs {
         let batches = data.batcher.epoch(t.seed, state.epoch);
         while state.batch_in_epoch < batches.len() {
@@ -122,7 +123,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
             let batch = Batch::new(&rows.iter().map(|&i| pairs[i]).collect::<Vec<_>>(), device);
             // Corpus-order indices of the rows (what a stored top-k file is indexed by).
             let sentences: Vec<usize> = rows.iter().map(|&i| data.keep[i]).collect();
-            let lr = match t.schedule() {
+            let lr = match schedule {
                 LrSchedule::InverseSqrt => inverse_sqrt_lr(t.lr, t.warmup_steps, state.step + 1),
                 LrSchedule::Plateau => warmup_lr(state.plateau_lr, t.warmup_steps, state.step + 1),
             };
@@ -143,7 +144,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
             }
             if state.step % t.valid_every == 0 {
                 let stop = validation.run(&mut state, &mut log)?;
-                if t.schedule() == LrSchedule::Plateau && state.bad_validations > 0 {
+                if schedule == LrSchedule::Plateau && state.bad_validations > 0 {
                     state.plateau_lr /= 2.0;
                 }
                 save_last(&opt, &state)?;
