@@ -869,6 +869,28 @@ fn pruned_model_is_compact_decodes_like_the_masked_model_and_stays_pruned_while_
         });
         assert!(moved, "{file}: nothing was retrained");
     }
+    // A run from `init` validates its starting weights at update 0...
+    let valid_steps = |dir: &Path| -> Vec<i64> {
+        let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+        let records = metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap());
+        records.filter(|e| e["event"] == "valid").map(|e| e["step"].as_i64().unwrap()).collect()
+    };
+    assert_eq!(valid_steps(&retrained).first(), Some(&0));
+    // ...so a retraining that only hurts (a learning rate that diverges) keeps those weights.
+    let text = std::fs::read_to_string(&config).unwrap().replace("lr = 3e-3", "lr = 50.0");
+    std::fs::write(&config, text).unwrap();
+    let hurt = dir.path().join("r-hurt");
+    let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&hurt), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(valid_steps(&hurt).len() > 1);
+    let bytes = std::fs::read(hurt.join("model.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    assert_eq!(meta.metadata().as_ref().unwrap()["step"], "0");
+    let (kept, _) = load_dense(&hurt.join("model.safetensors"), device).unwrap();
+    let (start, _) = load_dense(&pruned.join("model.safetensors"), device).unwrap();
+    for (name, w) in &start {
+        assert!(w.equal(&kept[name]), "{name} differs from the starting weights");
+    }
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! hypotheses end with `</s>`, at several length penalties.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -41,8 +42,17 @@ fn lstm_cfg() -> ModelConfig {
     })
 }
 
+/// libtorch has one RNG per process and these tests run on parallel threads: whatever draws from
+/// it (seeding and initialising a model, dropout) holds this lock, so that a seed fixes a model.
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+fn torch_rng() -> MutexGuard<'static, ()> {
+    TORCH_RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn model(cfg: &ModelConfig, seed: i64) -> (nn::VarStore, Model) {
     tch::set_num_threads(1);
+    let _rng = torch_rng();
     tch::manual_seed(seed);
     let vs = nn::VarStore::new(Device::Cpu);
     let m = Model::new(&vs.root(), cfg, VOCAB);
@@ -238,6 +248,7 @@ fn attention_dropout_is_its_own_option() {
     let batch = Batch::new(&pairs, Device::Cpu);
     for (attention_dropout, same) in [(Some(0.0), true), (None, true), (Some(0.5), false)] {
         let (_vs, m) = model(&with(attention_dropout), 1);
+        let _rng = torch_rng();
         let (a, b) = tch::no_grad(|| {
             (m.logits(&batch.src, &batch.tgt_in, true), m.logits(&batch.src, &batch.tgt_in, true))
         });

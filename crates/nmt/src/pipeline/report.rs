@@ -23,7 +23,7 @@ fn kept_bleu(records: &[Record]) -> Option<f64> {
 
 /// Where the model `name` started: the teacher for its Seq-Inter fine-tune, a row's parent for
 /// a fine-tuned row (the parent's kept weights, whose BLEU `kept` gives), the pruning source for
-/// a pruned model (whose pruned weights were not validated).
+/// a pruned model (its pruned weights' BLEU is its own update-0 validation, when it has one).
 fn start(ctx: &Context, name: &str, kept: impl Fn(&str) -> Option<f64>) -> Option<Start> {
     if name == TEACHER_SEQ_INTER {
         return Some(Start { bleu: kept(TEACHER) });

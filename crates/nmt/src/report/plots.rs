@@ -27,7 +27,8 @@ fn colours(evals: &[Evaluation]) -> Vec<Rgb> {
 /// Validation BLEU (greedy, on the validation subset) against updates, one line per model
 /// (`training[i]` is `evals[i]`'s). A fine-tuned model's line is in a panel of its own (its
 /// updates are not comparable with a model trained from scratch) and starts at update 0 from the
-/// validation BLEU of the weights it started from, where that is known (not after pruning).
+/// validation BLEU of the weights it started from: its own update-0 validation, or else (runs
+/// from before training validated at update 0) the parent's kept BLEU, unknown after pruning.
 pub(super) fn curves(evals: &[Evaluation], training: &[Training]) -> std::io::Result<String> {
     let colours = colours(evals);
     let (mut scratch, mut tuned) = (Vec::new(), Vec::new());
@@ -38,7 +39,9 @@ pub(super) fn curves(evals: &[Evaluation], training: &[Training]) -> std::io::Re
         match &t.start {
             None => scratch.push(Line { name: label(&e.name), points, stroke }),
             Some(start) => {
-                if let Some(bleu) = start.bleu {
+                // Runs since `[train] init` validates at update 0 have the point of their own.
+                let has_zero = points.first().is_some_and(|&(step, _)| step == 0.0);
+                if let (Some(bleu), false) = (start.bleu, has_zero) {
                     points.insert(0, (0.0, bleu));
                 }
                 tuned.push(Line { name: label(&e.name), points, stroke: Stroke { dots: true, ..stroke } });

@@ -106,6 +106,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
     let mut window = Window::new();
     let stop_at = opts.stop_after.map(|n| state.step + n);
     let schedule = t.schedule();
+    // A run from `[train] init` (a fine-tune, a pruned model's retraining) validates its starting
+    // weights first, so that they are a candidate for the kept model: a fine-tune that only hurts
+    // on validation keeps the weights it started from.
+    if t.init.is_some() && state.step == 0 && state.best_valid_ppl.is_none() {
+        validation.run(&mut state, &mut log)?;
+        save_last(&opt, &state)?;
+    }
     'epochs: while t.max_epochs <= 0 || (state.epoch as i64) < t.max_epochs {
         let batches = data.batcher.epoch(t.seed, state.epoch);
         while state.batch_in_epoch < batches.len() {
