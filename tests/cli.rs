@@ -531,7 +531,7 @@ fn word_kd_from_a_full_top_k_store_equals_the_live_teacher_and_trains() {
     tch::set_num_threads(1);
     let read = |path: &Path| seqkd_text::corpus::read_lines(path, &Default::default()).unwrap();
     let (srcs, tgts) =
-        (t.vocab.encode_batch(&read(&src)).unwrap(), t.vocab.encode_batch(&read(&tgt)).unwrap());
+        (t.vocab.encode_src_batch(&read(&src)).unwrap(), t.vocab.encode_batch(&read(&tgt)).unwrap());
     let sentences: Vec<usize> = vec![3, 1, 4, 1, 5, 9, 2, 6];
     let pairs: Vec<(&[u32], &[u32])> =
         sentences.iter().map(|&i| (srcs[i].as_slice(), tgts[i].as_slice())).collect();
@@ -965,4 +965,142 @@ fn native_engine_translates_like_libtorch_for_transformer_lstm_and_pruned_models
     assert_eq!(run(&q, "native", &["--beam", "3"]), run(&m, "native", &["--beam", "3", "--int8"]));
     let bad = seqkd(&["translate", "--model", p(&m), "--input", p(&input), "--int8"]);
     assert!(stderr(&bad).contains("--engine native"), "{}", stderr(&bad));
+}
+
+/// The first `n` lines of `from` (after `skip`) into `to`.
+fn head_lines(from: &Path, to: &Path, skip: usize, n: usize) {
+    let text = std::fs::read_to_string(from).unwrap();
+    let lines: Vec<&str> = text.lines().skip(skip).take(n).collect();
+    std::fs::write(to, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn imported_marian_teacher_is_distilled_by_the_pipeline_into_a_quantized_student() {
+    let Some(data) = shared_data() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let m30k = data.join("multi30k");
+    for (split, file, skip, n) in
+        [("train", "train", 3000, 300), ("valid", "val", 0, 30), ("test", "test2016", 0, 30)]
+    {
+        for lang in ["en", "de"] {
+            head_lines(
+                &m30k.join(format!("{file}.{lang}")),
+                &dir.path().join(format!("{split}.{lang}")),
+                skip,
+                n,
+            );
+        }
+    }
+    // The separate-vocabulary fixture: the students must get a source embedding of their own size.
+    let teacher = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/nmt/tests/data/marian/separate-gelu");
+    let train = |steps: usize| {
+        format!(
+            "lr = 3e-3\nwarmup_steps = 5\nbatch_tokens = 256\nmax_epochs = 0\nmax_steps = {steps}\nvalid_every = 10\n\
+             checkpoint_every = 5\nvalid_bleu_sentences = 5\nkeep_checkpoints = 0\nthreads = 1\n"
+        )
+    };
+    let config = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"rows = ["baseline", "seq-kd", "word-kd"]
+
+[data]
+train_src = "train.en"
+train_tgt = "train.de"
+valid_src = "valid.en"
+valid_tgt = "valid.de"
+test_src = "test.en"
+test_tgt = "test.de"
+
+[teacher]
+import = "{}"
+
+[student.model]
+arch = "transformer"
+d_model = 16
+n_heads = 2
+d_ff = 32
+encoder_layers = 1
+decoder_layers = 1
+
+[student.train]
+{}
+[distill]
+seq_kd_beam = 3
+top_k = 4
+chunk_sentences = 100
+
+[eval]
+threads = 1
+"#,
+            teacher.display(),
+            train(20)
+        ),
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let out = seqkd(&["pipeline", "--config", p(&config), "--out", p(&run), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("[pipeline] teacher: imported"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("| Seq-KD |") || stdout(&out).contains("Seq-KD"), "{}", stdout(&out));
+    let student = run.join("models/seq-kd");
+    let cfg = seqkd_nmt::config::Config::load(&student.join("config.toml")).unwrap();
+    let seqkd_nmt::model::ModelConfig::Transformer(t) = cfg.model else { panic!("a Transformer student") };
+    assert_eq!(t.src_vocab_size, Some(503), "the teacher's source vocabulary (502 + 1)");
+    assert!(t.tied_output && !t.tied_embeddings);
+    // The student on the teacher's vocabulary, quantized, on the native engine.
+    let int8 = dir.path().join("student-int8");
+    let q = seqkd(&["quantize", "--model", p(&student), "--out", p(&int8)]);
+    assert!(q.status.success(), "{}", stderr(&q));
+    let t = seqkd(&[
+        "translate",
+        "--model",
+        p(&int8),
+        "--engine",
+        "native",
+        "--int8",
+        "--input",
+        p(&dir.path().join("test.en")),
+    ]);
+    assert!(t.status.success(), "{}", stderr(&t));
+    assert_eq!(stdout(&t).lines().count(), 30);
+    // The imported teacher translates on both engines alike.
+    let teacher_dir = run.join("models/teacher");
+    let both: Vec<String> = ["torch", "native"]
+        .iter()
+        .map(|engine| {
+            let o = seqkd(&[
+                "translate",
+                "--model",
+                p(&teacher_dir),
+                "--engine",
+                engine,
+                "--beam",
+                "5",
+                "--input",
+                p(&dir.path().join("test.en")),
+            ]);
+            assert!(o.status.success(), "{engine}: {}", stderr(&o));
+            stdout(&o)
+        })
+        .collect();
+    assert_eq!(both[0], both[1]);
+}
+
+#[test]
+fn import_refuses_what_is_not_a_marian_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = seqkd(&[
+        "import",
+        "--format",
+        "marian-hf",
+        "--from",
+        p(dir.path()),
+        "--out",
+        p(&dir.path().join("m")),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no config.json"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"));
 }

@@ -92,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let vocab_path = args.out.join("vocab.json");
     vocab.save(&vocab_path)?;
     let train_secs = start.elapsed().as_secs_f64();
-    let src_ids = vocab.encode_batch(&corpus.train.src)?;
+    let src_ids = vocab.encode_src_batch(&corpus.train.src)?;
     let tgt_ids = vocab.encode_batch(&corpus.train.tgt)?;
     let round_trips = corpus
         .test

@@ -9,6 +9,7 @@ mod distill;
 mod export;
 mod format;
 mod gen_corpus;
+mod import;
 mod pipeline;
 mod prune;
 mod quantize;
@@ -51,6 +52,8 @@ enum Command {
     Prune(prune::Args),
     /// Export a model for another runtime: a CTranslate2 model directory.
     Export(export::Args),
+    /// Import a teacher trained elsewhere: an OPUS-MT / Marian model in the Hugging Face layout.
+    Import(import::Args),
     /// Quantize a model's weight matrices to int8 for the native engine (`translate --engine native`).
     Quantize(quantize::Args),
     /// Average the last checkpoints of a model directory into one weights file.
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Prune(args) => prune::run(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Export(args) => export::run(args),
+        Command::Import(args) => import::run(args),
         Command::Translate(args) => translate::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchKd(args) => bench_kd::run(args),

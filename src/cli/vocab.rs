@@ -33,6 +33,10 @@ pub enum Command {
         /// Print subword pieces instead of ids.
         #[arg(long)]
         pieces: bool,
+        /// Encode as target text (an imported model's target SentencePiece model; the same for a
+        /// joint vocabulary).
+        #[arg(long)]
+        target: bool,
     },
     /// Decode space-separated ids from stdin back to text.
     Decode {
@@ -55,16 +59,18 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
                 out.display()
             );
         }
-        Command::Encode { vocab, pieces } => {
+        Command::Encode { vocab, pieces, target } => {
             let vocab = Vocab::load(&vocab)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             for (n, line) in std::io::stdin().lock().lines().enumerate() {
                 let line = line.with_context(|| format!("reading stdin line {}", n + 1))?;
                 let tokens: Vec<String> = if pieces {
-                    vocab.pieces(&line)?
-                } else {
+                    vocab.pieces(&line, !target)?
+                } else if target {
                     vocab.encode(&line)?.iter().map(u32::to_string).collect()
+                } else {
+                    vocab.encode_src(&line)?.iter().map(u32::to_string).collect()
                 };
                 writeln!(out, "{}", tokens.join(" "))?;
             }

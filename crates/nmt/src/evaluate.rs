@@ -69,7 +69,7 @@ pub fn evaluate(
     let (greedy, beam) = (run(1)?, run(decode.beam_size)?);
     let (greedy_output, beam_output) = (text(&greedy), text(&beam));
     let mode_mass = beam.iter().map(|h| (h.score as f64).exp()).sum::<f64>() / beam.len().max(1) as f64;
-    let src_ids = model.vocab.encode_batch(srcs)?;
+    let src_ids = model.vocab.encode_src_batch(srcs)?;
     let ref_ids = model.vocab.encode_batch(refs)?;
     let pairs: Vec<(&[u32], &[u32])> =
         src_ids.iter().zip(&ref_ids).map(|(s, t)| (s.as_slice(), t.as_slice())).collect();

@@ -7,7 +7,7 @@
 //!   cross-entropy, [`model`] holds the encoder-decoder networks behind one narrow
 //!   [`model::Seq2Seq`] seam, [`config`] the training settings, [`table1`] the paper's rows;
 //! - storage: [`checkpoint`] (atomic safetensors), [`model_dir`] (a model directory, compact
-//!   pruned weights), [`error`] (the crate's error type);
+//!   pruned weights), [`import`] (teachers from other toolkits), [`error`] (the crate's error type);
 //! - [`decode`]: batched greedy and beam search over any `Seq2Seq`;
 //! - [`train`]: the optimisation loop, with two seams, an objective and a weight constraint;
 //! - the paper's methods on those seams: [`distill`] (Word-KD, Seq-KD, Seq-Inter), [`prune`];
@@ -24,6 +24,7 @@ pub mod table1;
 
 pub mod checkpoint;
 pub mod error;
+pub mod import;
 pub mod model_dir;
 
 pub mod decode;

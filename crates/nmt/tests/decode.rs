@@ -28,6 +28,7 @@ fn transformer_cfg() -> ModelConfig {
         dropout: 0.0,
         attention_dropout: None,
         tied_embeddings: true,
+        ..Default::default()
     })
 }
 

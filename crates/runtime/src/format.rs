@@ -44,6 +44,74 @@ pub struct TransformerConfig {
     pub attention_dropout: Option<f64>,
     /// One matrix for source embeddings, target embeddings and the output layer (the vocabulary is joint).
     pub tied_embeddings: bool,
+    /// Without `tied_embeddings`: the output layer is the target embedding matrix (no bias of its
+    /// own), and only the source embedding is separate (Marian with separate vocabularies).
+    #[serde(skip_serializing_if = "is_false")]
+    pub tied_output: bool,
+    /// A learned bias on the output logits when the output layer is a tied matrix (Marian's
+    /// `final_logits_bias`); an untied output layer always has its bias.
+    #[serde(skip_serializing_if = "is_false")]
+    pub output_bias: bool,
+    /// Source vocabulary size when the source has ids of its own (separate vocabularies);
+    /// absent: the vocabulary is shared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_vocab_size: Option<i64>,
+    /// Pre-norm sub-layers `x + f(LN(x))` with a final LayerNorm per stack (seqkd's default), or
+    /// post-norm `LN(x + f(x))` and no final LayerNorm (the original Transformer, Marian, OPUS-MT).
+    #[serde(skip_serializing_if = "is_true")]
+    pub normalize_before: bool,
+    /// The feed-forward non-linearity.
+    #[serde(skip_serializing_if = "Activation::is_relu")]
+    pub activation: Activation,
+    /// Token embeddings are multiplied by √d_model (Vaswani et al.; Marian's `scale_embedding`).
+    #[serde(skip_serializing_if = "is_true")]
+    pub embed_scale: bool,
+    /// How sin and cos share the sinusoidal position vector.
+    #[serde(skip_serializing_if = "PositionLayout::is_interleaved")]
+    pub positions: PositionLayout,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// The feed-forward sub-layer's non-linearity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    #[default]
+    Relu,
+    /// Exact GELU, `x·Φ(x)` (the erf form, as PyTorch's default and `transformers`' `gelu`).
+    Gelu,
+    /// `x·σ(x)` (SiLU; Marian's and OPUS-MT's `swish`).
+    Swish,
+}
+
+impl Activation {
+    fn is_relu(&self) -> bool {
+        *self == Activation::Relu
+    }
+}
+
+/// Sinusoidal positions: PE(p, 2i) = sin(p·ω_i) and PE(p, 2i+1) = cos(p·ω_i), ω_i = 10000^(-2i/d),
+/// either interleaved in that order (Vaswani et al., seqkd's own models) or as `[sin(p·ω) | cos(p·ω)]`
+/// halves (fairseq, Marian, `transformers`' MarianMT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionLayout {
+    #[default]
+    Interleaved,
+    Halves,
+}
+
+impl PositionLayout {
+    fn is_interleaved(&self) -> bool {
+        *self == PositionLayout::Interleaved
+    }
 }
 
 impl TransformerConfig {
@@ -56,6 +124,15 @@ impl TransformerConfig {
         }
         if self.encoder_layers <= 0 || self.decoder_layers <= 0 || self.d_ff <= 0 {
             return Err("encoder_layers, decoder_layers and d_ff must be >= 1".into());
+        }
+        if self.d_model % 2 != 0 {
+            return Err(format!("d_model ({}) must be even (sinusoidal positions)", self.d_model));
+        }
+        if self.tied_embeddings && self.src_vocab_size.is_some() {
+            return Err("tied_embeddings needs one vocabulary: drop src_vocab_size or untie".into());
+        }
+        if let Some(n) = self.src_vocab_size.filter(|&n| n < 4) {
+            return Err(format!("src_vocab_size ({n}) must be >= 4"));
         }
         for (name, p) in [("dropout", Some(self.dropout)), ("attention_dropout", self.attention_dropout)] {
             if let Some(p) = p.filter(|p| !(0.0..1.0).contains(p)) {
@@ -78,6 +155,13 @@ impl Default for TransformerConfig {
             dropout: 0.1,
             attention_dropout: None,
             tied_embeddings: true,
+            tied_output: false,
+            output_bias: false,
+            src_vocab_size: None,
+            normalize_before: true,
+            activation: Activation::Relu,
+            embed_scale: true,
+            positions: PositionLayout::Interleaved,
         }
     }
 }
@@ -203,6 +287,12 @@ pub struct DecodeConfig {
     pub batch_tokens: usize,
     /// At most this many sentences per decoding batch (0 = no limit; 1 = one sentence at a time).
     pub max_sentences: usize,
+    /// Beam search stops a sentence as `transformers`' `generate` does (with `early_stopping =
+    /// false`): once no live beam can still beat the worst of K finished ones, scoring finished
+    /// hypotheses by their length including `</s>`. Set for imported Marian models, so that seqkd's
+    /// beam output equals theirs; seqkd's own rule otherwise (see `search::BeamSearch`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hf_stopping: bool,
 }
 
 impl DecodeConfig {
@@ -229,6 +319,7 @@ impl Default for DecodeConfig {
             max_len_b: 10,
             batch_tokens: 2048,
             max_sentences: 0,
+            hf_stopping: false,
         }
     }
 }

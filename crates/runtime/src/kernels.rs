@@ -264,6 +264,25 @@ pub fn relu(x: &mut [f32]) {
     }
 }
 
+/// The feed-forward non-linearity, in place: ReLU, exact GELU `x·Φ(x)` (erf, as libtorch's
+/// default) or swish `x·σ(x)`.
+pub fn activate(activation: crate::format::Activation, x: &mut [f32]) {
+    use crate::format::Activation;
+    match activation {
+        Activation::Relu => relu(x),
+        Activation::Gelu => {
+            for v in x.iter_mut() {
+                *v = 0.5 * *v * (1.0 + libm::erff(*v * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        }
+        Activation::Swish => {
+            for v in x.iter_mut() {
+                *v /= 1.0 + (-*v).exp();
+            }
+        }
+    }
+}
+
 pub fn add_in_place(y: &mut [f32], x: &[f32]) {
     for (a, b) in y.iter_mut().zip(x) {
         *a += b;
@@ -314,6 +333,18 @@ pub fn sinusoid(pos: usize, out: &mut [f32]) {
         let angle = pos as f32 * freq;
         out[2 * i] = angle.sin();
         out[2 * i + 1] = angle.cos();
+    }
+}
+
+/// The sinusoid of position `pos` as `[sin(pos·ω) | cos(pos·ω)]` halves (Marian, fairseq),
+/// computed in f64 and rounded once, as `transformers`' MarianMT computes its table.
+pub fn sinusoid_halves(pos: usize, out: &mut [f32]) {
+    let d = out.len();
+    let half = d / 2;
+    for i in 0..half {
+        let angle = pos as f64 / 10000f64.powf((2 * i) as f64 / d as f64);
+        out[i] = angle.sin() as f32;
+        out[half + i] = angle.cos() as f32;
     }
 }
 

@@ -140,10 +140,25 @@ pub fn beam_search<D: Decoder>(
     nbest: usize,
     threads: Threads,
 ) -> Vec<Vec<Hypothesis>> {
+    beam_search_with(model, srcs, max_lens, beam, length_penalty, nbest, threads, Stopping::Seqkd)
+}
+
+/// [`beam_search`] with a choice of stopping rule.
+#[allow(clippy::too_many_arguments)]
+pub fn beam_search_with<D: Decoder>(
+    model: &D,
+    srcs: &[&[u32]],
+    max_lens: &[usize],
+    beam: usize,
+    length_penalty: f64,
+    nbest: usize,
+    threads: Threads,
+    stopping: Stopping,
+) -> Vec<Vec<Hypothesis>> {
     let k = beam;
     let vocab = model.vocab_size();
     let mut state = model.start(srcs, threads);
-    let mut search = BeamSearch::new(srcs.len(), k, length_penalty);
+    let mut search = BeamSearch::new(srcs.len(), k, length_penalty).with_stopping(stopping);
     model.select_rows(&mut state, &search.initial_rows());
     let mut prev = vec![SPECIAL_IDS.bos; srcs.len() * k];
     let mut logits = Vec::new();
@@ -184,6 +199,22 @@ pub fn beam_search<D: Decoder>(
     search.into_nbest(nbest)
 }
 
+/// When beam search ends a sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Stopping {
+    /// seqkd's (fairseq's and CTranslate2's) rule: when K hypotheses have ended with `</s>`, or at
+    /// the length limit, where the live beams are answers without `</s>`.
+    #[default]
+    Seqkd,
+    /// `transformers`' `generate` (`early_stopping = false`): the K best ended hypotheses are
+    /// kept, replaced by better ones as they come, until the best live beam's score divided by
+    /// (tokens so far)^length_penalty no longer beats the worst of K kept; at the length limit
+    /// every live beam ends with a forced `</s>` (log-probability 0), as `forced_eos_token_id`
+    /// and `max_length` make it. For imported Marian/OPUS-MT models, so that their beam output is
+    /// the same as in `transformers`.
+    Transformers,
+}
+
 /// The bookkeeping of batched beam search, shared by both engines (which differ only in how
 /// they score candidates).
 ///
@@ -191,11 +222,13 @@ pub fn beam_search<D: Decoder>(
 /// per sentence the best 2K extensions of its K beams; those among the first K that end in `</s>`
 /// are final (later-ranked `</s>` are ignored, as in fairseq and CTranslate2), and the best K
 /// others continue. A sentence is done when K hypotheses are final or it reaches its maximum
-/// length; done sentences leave the batch. With K = 1 this is greedy search.
+/// length (see [`Stopping`] for `transformers`' rule); done sentences leave the batch. With K = 1
+/// and seqkd's rule this is greedy search.
 #[derive(Debug)]
 pub struct BeamSearch {
     k: usize,
     length_penalty: f64,
+    stopping: Stopping,
     t: usize,
     live: Vec<usize>,
     beams: Vec<Hypothesis>,
@@ -219,6 +252,7 @@ impl BeamSearch {
         Self {
             k,
             length_penalty,
+            stopping: Stopping::Seqkd,
             t: 0,
             live: (0..sentences).collect(),
             beams: vec![Hypothesis::default(); sentences * k],
@@ -227,6 +261,31 @@ impl BeamSearch {
             finished: vec![Vec::new(); sentences],
             candidates: Vec::with_capacity(2 * k * k),
         }
+    }
+
+    pub fn with_stopping(mut self, stopping: Stopping) -> Self {
+        self.stopping = stopping;
+        self
+    }
+
+    /// Keeps the K best of `finished` and `hyp` (`transformers`' rule).
+    fn keep_best(&self, finished: &mut Vec<Hypothesis>, hyp: Hypothesis) {
+        let at = finished.partition_point(|h| h.normalized_score >= hyp.normalized_score);
+        finished.insert(at, hyp);
+        finished.truncate(self.k);
+    }
+
+    /// Under `transformers`' rule, whether sentence `sent` is done after this step: K ended and
+    /// the best live beam (`best`, its raw score) cannot beat the worst of them.
+    fn transformers_done(&self, sent: usize, best: Option<f32>) -> bool {
+        let finished = &self.finished[sent];
+        let Some(best) = best else { return true };
+        if finished.len() < self.k {
+            return false;
+        }
+        let worst = finished.last().map_or(f32::NEG_INFINITY, |h| h.normalized_score);
+        let best = (best as f64 / (self.t as f64).powf(self.length_penalty)) as f32;
+        best <= worst
     }
 
     /// Every sentence's row repeated K times: `[0,0,..,1,1,..]`.
@@ -272,6 +331,12 @@ impl BeamSearch {
                         hyp.token_logprobs.push(score - self.scores[parent]);
                         hyp.score = score;
                         hyp.normalize(self.length_penalty);
+                        if self.stopping == Stopping::Transformers {
+                            let mut finished = std::mem::take(&mut self.finished[sent]);
+                            self.keep_best(&mut finished, hyp);
+                            self.finished[sent] = finished;
+                            continue;
+                        }
                         self.finished[sent].push(hyp);
                         if self.finished[sent].len() >= k {
                             break;
@@ -289,7 +354,29 @@ impl BeamSearch {
                 }
             }
             let at_limit = self.t >= max_lens[sent];
-            if self.finished[sent].len() >= k || at_limit || continuing.is_empty() {
+            if self.stopping == Stopping::Transformers {
+                let best = continuing.first().map(|c| c.2.score);
+                if !self.transformers_done(sent, best) && at_limit {
+                    // The forced `</s>` at `max_length`: every live beam ends, with log-prob 0.
+                    let mut finished = std::mem::take(&mut self.finished[sent]);
+                    for (_, _, mut hyp) in continuing.drain(..) {
+                        hyp.token_logprobs.push(0.0);
+                        hyp.normalize(self.length_penalty);
+                        self.keep_best(&mut finished, hyp);
+                    }
+                    self.finished[sent] = finished;
+                }
+                if self.transformers_done(sent, continuing.first().map(|c| c.2.score)) || at_limit {
+                    if self.finished[sent].is_empty() {
+                        self.finished[sent].push(Hypothesis {
+                            score: f32::NEG_INFINITY,
+                            normalized_score: f32::NEG_INFINITY,
+                            ..Default::default()
+                        });
+                    }
+                    continue;
+                }
+            } else if self.finished[sent].len() >= k || at_limit || continuing.is_empty() {
                 if self.finished[sent].len() < k {
                     // Out of length: the unfinished beams are the answers (without `</s>`).
                     for (_, _, mut hyp) in continuing {

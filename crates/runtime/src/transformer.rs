@@ -1,4 +1,5 @@
-//! The pre-norm Transformer of `seqkd_nmt::model::transformer`, for decoding only.
+//! The Transformer of `seqkd_nmt::model::transformer` (pre- or post-norm, with every option of
+//! [`TransformerConfig`]), for decoding only.
 //!
 //! Same weights, same arithmetic, organised for inference:
 //! - the encoder runs on the sentences' tokens packed end to end (no padding), each sentence
@@ -12,13 +13,14 @@
 use rayon::prelude::*;
 
 use crate::kernels::{
-    add_in_place, axpy, dot, layer_norm, layer_norm_into, relu, sinusoid, softmax, Linear, Matrix, Threads,
+    activate, add_in_place, axpy, dot, layer_norm, layer_norm_into, sinusoid, sinusoid_halves, softmax,
+    Linear, Matrix, Threads,
 };
 use crate::weights::{WeightError, Weights};
 use crate::Decoder;
 use seqkd_text::vocab::SPECIAL_IDS;
 
-use crate::format::TransformerConfig;
+use crate::format::{Activation, PositionLayout, TransformerConfig};
 
 #[derive(Debug, Clone)]
 struct Norm {
@@ -67,12 +69,20 @@ pub struct Transformer {
     src_embed: Matrix,
     /// `None` when tied to `src_embed`.
     tgt_embed: Option<Matrix>,
-    /// `None` when tied: logits are `src_embed`'s rows dotted with the decoder output.
+    /// `None` when tied: logits are the target table's rows dotted with the decoder output.
     out_proj: Option<Linear>,
+    /// The tied output layer's bias.
+    out_bias: Option<Vec<f32>>,
     encoder: Vec<EncoderLayer>,
-    encoder_norm: Norm,
+    /// Pre-norm only.
+    encoder_norm: Option<Norm>,
     decoder: Vec<DecoderLayer>,
-    decoder_norm: Norm,
+    decoder_norm: Option<Norm>,
+    /// Post-norm sub-layers `LN(x + f(x))` instead of `x + f(LN(x))`.
+    post_norm: bool,
+    activation: Activation,
+    embed_scale: f32,
+    positions: PositionLayout,
 }
 
 /// One decoder row's self-attention keys and values, per layer `[t, d]`, growing by a row per step.
@@ -149,12 +159,17 @@ impl Transformer {
                 })
             })
             .collect::<Result<Vec<_>, WeightError>>()?;
-        let src_embed = w.matrix_of("src_embed.weight", vocab, d)?;
+        let src_vocab = cfg.src_vocab_size.map_or(vocab, |n| n as usize);
+        let src_embed = w.matrix_of("src_embed.weight", src_vocab, d)?;
         let (tgt_embed, out_proj) = if cfg.tied_embeddings {
             (None, None)
         } else {
-            (Some(w.matrix_of("tgt_embed.weight", vocab, d)?), Some(w.linear_of("out_proj", vocab, d)?))
+            let out = if cfg.tied_output { None } else { Some(w.linear_of("out_proj", vocab, d)?) };
+            (Some(w.matrix_of("tgt_embed.weight", vocab, d)?), out)
         };
+        let out_bias =
+            if out_proj.is_none() && cfg.output_bias { Some(w.vector_of("out_bias", vocab)?) } else { None };
+        let pre = cfg.normalize_before;
         Ok(Self {
             d,
             heads,
@@ -162,19 +177,55 @@ impl Transformer {
             src_embed,
             tgt_embed,
             out_proj,
+            out_bias,
             encoder,
-            encoder_norm: Norm::load(w, "encoder_norm", d)?,
+            encoder_norm: if pre { Some(Norm::load(w, "encoder_norm", d)?) } else { None },
             decoder,
-            decoder_norm: Norm::load(w, "decoder_norm", d)?,
+            decoder_norm: if pre { Some(Norm::load(w, "decoder_norm", d)?) } else { None },
+            post_norm: !pre,
+            activation: cfg.activation,
+            embed_scale: if cfg.embed_scale { (d as f32).sqrt() } else { 1.0 },
+            positions: cfg.positions,
         })
     }
 
-    /// Token embedding × √d plus the position's sinusoid `pe`, for one token.
+    /// Token embedding (× √d with `embed_scale`) plus the position's sinusoid `pe`, for one token.
     fn embed_into(&self, table: &Matrix, token: u32, pe: &[f32], out: &mut [f32]) {
         table.row_into(token as usize, out);
-        let scale = (self.d as f32).sqrt();
+        let scale = self.embed_scale;
         for (o, p) in out.iter_mut().zip(pe) {
             *o = *o * scale + p;
+        }
+    }
+
+    fn position(&self, pos: usize, out: &mut [f32]) {
+        match self.positions {
+            PositionLayout::Interleaved => sinusoid(pos, out),
+            PositionLayout::Halves => sinusoid_halves(pos, out),
+        }
+    }
+
+    /// A sub-layer's input: `LN(x)` (pre-norm) or `x` itself (post-norm), into `h`.
+    fn sublayer_input(&self, x: &[f32], norm: &Norm, h: &mut Vec<f32>) {
+        if self.post_norm {
+            h.clear();
+            h.extend_from_slice(x);
+        } else {
+            layer_norm_into(x, &norm.gamma, &norm.beta, h);
+        }
+    }
+
+    /// The residual: `x += f` (pre-norm), or `x = LN(x + f)` (post-norm).
+    fn residual(&self, x: &mut [f32], f: &[f32], norm: &Norm) {
+        add_in_place(x, f);
+        if self.post_norm {
+            layer_norm(x, &norm.gamma, &norm.beta);
+        }
+    }
+
+    fn final_norm(norm: &Option<Norm>, x: &mut [f32]) {
+        if let Some(n) = norm {
+            layer_norm(x, &n.gamma, &n.beta);
         }
     }
 
@@ -191,7 +242,7 @@ impl Transformer {
         let longest = ranges.iter().map(|r| r.len()).max().unwrap_or(0);
         let mut positions = vec![0f32; longest * d];
         for (pos, pe) in positions.chunks_mut(d).enumerate() {
-            sinusoid(pos, pe);
+            self.position(pos, pe);
         }
         for (s, r) in srcs.iter().zip(&ranges) {
             for (pos, tok) in s.iter().copied().chain([SPECIAL_IDS.eos]).enumerate() {
@@ -207,20 +258,20 @@ impl Transformer {
         let (mut h, mut qkv, mut ctx, mut out, mut f) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for layer in &self.encoder {
-            layer_norm_into(&x, &layer.attn_norm.gamma, &layer.attn_norm.beta, &mut h);
+            self.sublayer_input(&x, &layer.attn_norm, &mut h);
             layer.qkv.forward(&h, total, &mut qkv, threads);
             ctx.clear();
             ctx.resize(total * d, 0.0);
             self.self_attention_packed(&qkv, &ranges, &mut ctx);
             layer.attn_out.forward(&ctx, total, &mut out, threads);
-            add_in_place(&mut x, &out);
-            layer_norm_into(&x, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, &mut h);
+            self.residual(&mut x, &out, &layer.attn_norm);
+            self.sublayer_input(&x, &layer.ffn_norm, &mut h);
             layer.fc1.forward(&h, total, &mut f, threads);
-            relu(&mut f);
+            activate(self.activation, &mut f);
             layer.fc2.forward(&f, total, &mut out, threads);
-            add_in_place(&mut x, &out);
+            self.residual(&mut x, &out, &layer.ffn_norm);
         }
-        layer_norm(&mut x, &self.encoder_norm.gamma, &self.encoder_norm.beta);
+        Self::final_norm(&self.encoder_norm, &mut x);
         (x, ranges)
     }
 
@@ -403,13 +454,13 @@ impl Decoder for Transformer {
         y.resize(rows * d, 0.0);
         ctx.resize(rows * d, 0.0);
         pe.resize(d, 0.0);
-        sinusoid(state.step, pe);
+        self.position(state.step, pe);
         for (r, &tok) in prev.iter().enumerate() {
             self.embed_into(table, tok, pe, &mut y[r * d..(r + 1) * d]);
         }
         for (li, layer) in self.decoder.iter().enumerate() {
             // Self-attention over this row's previous positions and the new one.
-            layer_norm_into(y, &layer.self_norm.gamma, &layer.self_norm.beta, h);
+            self.sublayer_input(y, &layer.self_norm, h);
             layer.self_qkv.forward(h, rows, proj, threads);
             for (r, cache) in state.caches.iter_mut().enumerate() {
                 cache.k[li].extend_from_slice(&proj[r * 3 * d + d..r * 3 * d + 2 * d]);
@@ -421,9 +472,9 @@ impl Decoder for Transformer {
                 self.attend(&proj[r * 3 * d..r * 3 * d + d], &caches[r].k[li], &caches[r].v[li], t, d, o)
             });
             layer.self_out.forward(ctx, rows, out, threads);
-            add_in_place(y, out);
+            self.residual(y, out, &layer.self_norm);
             // Attention over the source.
-            layer_norm_into(y, &layer.cross_norm.gamma, &layer.cross_norm.beta, h);
+            self.sublayer_input(y, &layer.cross_norm, h);
             layer.cross_q.forward(h, rows, proj, threads);
             let (memory, row_sentence) = (&state.memory, &state.row_sentence);
             Self::for_rows(threads, rows, ctx, d, |r, o| {
@@ -431,18 +482,18 @@ impl Decoder for Transformer {
                 self.attend(&proj[r * d..(r + 1) * d], k, v, k.len() / d, d, o)
             });
             layer.cross_out.forward(ctx, rows, out, threads);
-            add_in_place(y, out);
+            self.residual(y, out, &layer.cross_norm);
             // Feed-forward.
-            layer_norm_into(y, &layer.ffn_norm.gamma, &layer.ffn_norm.beta, h);
+            self.sublayer_input(y, &layer.ffn_norm, h);
             layer.fc1.forward(h, rows, f, threads);
-            relu(f);
+            activate(self.activation, f);
             layer.fc2.forward(f, rows, out, threads);
-            add_in_place(y, out);
+            self.residual(y, out, &layer.ffn_norm);
         }
-        layer_norm(y, &self.decoder_norm.gamma, &self.decoder_norm.beta);
+        Self::final_norm(&self.decoder_norm, y);
         match &self.out_proj {
             Some(lin) => lin.forward(y, rows, logits, threads),
-            None => self.src_embed.apply(y, rows, logits, None, threads),
+            None => table.apply(y, rows, logits, self.out_bias.as_deref(), threads),
         }
         state.step += 1;
         state.buffers = buffers;

@@ -13,7 +13,7 @@ use crate::format::{
 };
 use crate::kernels::Threads;
 use crate::lstm::Lstm;
-use crate::search::{beam_search, greedy};
+use crate::search::{beam_search_with, greedy, Stopping};
 use crate::transformer::Transformer;
 use crate::weights::{WeightError, Weights};
 use crate::Decoder;
@@ -147,7 +147,7 @@ impl Translator {
         nbest: usize,
         mut on_batch: impl FnMut(usize),
     ) -> Result<Vec<Vec<Hypothesis>>, VocabError> {
-        let ids = self.vocab.encode_batch(srcs)?;
+        let ids = self.vocab.encode_src_batch(srcs)?;
         Ok(decode_in_batches(&ids, &self.cfg, &mut on_batch, |rows| {
             self.pool.install(|| self.decode_batch(rows, nbest))
         }))
@@ -199,7 +199,8 @@ impl Translator {
         if beam <= 1 {
             greedy(model, rows, &max_lens, lp, threads, self.scores).into_iter().map(|h| vec![h]).collect()
         } else {
-            beam_search(model, rows, &max_lens, beam, lp, nbest, threads)
+            let stopping = if self.cfg.hf_stopping { Stopping::Transformers } else { Stopping::Seqkd };
+            beam_search_with(model, rows, &max_lens, beam, lp, nbest, threads, stopping)
         }
     }
 

@@ -152,7 +152,7 @@ fn model_dir(dir: &Path, tied: bool, prune: bool) -> Vocab {
 
 /// Beam search with `k` called directly (the translator dispatches K = 1 to greedy search).
 fn seqkd_runtime_beam(t: &Translator, k: usize) -> Vec<Vec<Hypothesis>> {
-    let ids = t.vocab.encode_batch(&inputs()).unwrap();
+    let ids = t.vocab.encode_src_batch(&inputs()).unwrap();
     let rows: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let max_lens: Vec<usize> =
         rows.iter().map(|r| seqkd_runtime::format::max_output_len(&t.cfg, r.len())).collect();

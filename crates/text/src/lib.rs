@@ -11,7 +11,9 @@ pub mod fnv;
 pub mod metrics;
 pub mod paths;
 pub mod resumable;
+pub mod specials;
 pub mod splitmix;
+pub mod spm;
 pub mod synth;
 pub mod vocab;
 

@@ -9,6 +9,11 @@
 //!
 //! Ids 0..4 are always `<pad>`, `<s>`, `</s>`, `<unk>` (see [`SpecialIds`]), then the 256 byte pieces,
 //! then the learned pieces.
+//!
+//! An imported teacher (`seqkd import`) brings its own SentencePiece models instead, one per side,
+//! over a joint or a per-side model vocabulary ([`crate::spm`]); ids 0..4 keep their meaning. So
+//! sources are encoded with [`Vocab::encode_src`] and targets with [`Vocab::encode`], which are the
+//! same function for a joint vocabulary.
 
 use std::collections::HashSet;
 use std::fs;
@@ -17,6 +22,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::spm::{SpmError, SpmVocab};
 use tokenizers::decoders::byte_fallback::ByteFallback;
 use tokenizers::decoders::sequence::Sequence as DecoderSequence;
 use tokenizers::decoders::DecoderWrapper;
@@ -36,16 +43,7 @@ pub const BOS: &str = "<s>";
 pub const EOS: &str = "</s>";
 pub const UNK: &str = "<unk>";
 
-/// The ids every seqkd vocabulary reserves, in this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpecialIds {
-    pub pad: u32,
-    pub bos: u32,
-    pub eos: u32,
-    pub unk: u32,
-}
-
-pub const SPECIAL_IDS: SpecialIds = SpecialIds { pad: 0, bos: 1, eos: 2, unk: 3 };
+pub use crate::specials::{SpecialIds, SPECIAL_IDS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VocabError {
@@ -61,6 +59,8 @@ pub enum VocabError {
     Training(String),
     #[error("cannot encode text: {0}")]
     Encode(String),
+    #[error(transparent)]
+    Spm(#[from] SpmError),
 }
 
 /// Which subword model to learn.
@@ -102,10 +102,16 @@ impl Default for VocabConfig {
     }
 }
 
-/// A trained joint vocabulary.
+/// A trained joint vocabulary, or an imported model's SentencePiece pair.
 #[derive(Clone)]
 pub struct Vocab {
-    tokenizer: Tokenizer,
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Joint(Tokenizer),
+    Spm(Box<SpmVocab>),
 }
 
 const BYTE_PIECES: usize = 256;
@@ -160,35 +166,57 @@ impl Vocab {
         tokenizer.with_pre_tokenizer(Some(pre_tokenizer()));
         tokenizer.train(&mut trainer, sentences).map_err(|e| VocabError::Training(e.to_string()))?;
         let tokenizer = with_byte_fallback(&tokenizer, cfg.kind)?;
-        let vocab = Self { tokenizer };
+        let vocab = Self { inner: Inner::Joint(tokenizer) };
         vocab.check_specials(Path::new("<trained>"))?;
         Ok(vocab)
+    }
+
+    /// An imported model's SentencePiece vocabulary.
+    pub fn from_spm(spm: SpmVocab) -> Self {
+        Self { inner: Inner::Spm(Box::new(spm)) }
     }
 
     /// Loads `vocab.json` written by [`Vocab::save`].
     pub fn load(path: &Path) -> Result<Self, VocabError> {
         let bytes = fs::read(path).map_err(|source| VocabError::Io { path: path.into(), source })?;
-        let tokenizer = Tokenizer::from_bytes(&bytes)
-            .map_err(|e| VocabError::Invalid { path: path.into(), reason: e.to_string() })?;
-        let vocab = Self { tokenizer };
+        let invalid = |reason: String| VocabError::Invalid { path: path.into(), reason };
+        let spm = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|mut v| v.get_mut("sentencepiece").map(Value::take));
+        if let Some(spm) = spm {
+            let spm = SpmVocab::from_json(spm).map_err(|e| invalid(e.to_string()))?;
+            return Ok(Self::from_spm(spm));
+        }
+        let tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| invalid(e.to_string()))?;
+        let vocab = Self { inner: Inner::Joint(tokenizer) };
         vocab.check_specials(path)?;
         Ok(vocab)
     }
 
     /// Writes the vocabulary atomically (temp file + rename), so a crash never leaves half a file.
     pub fn save(&self, path: &Path) -> Result<(), VocabError> {
-        let json = self
-            .tokenizer
-            .to_string(true)
-            .map_err(|e| VocabError::Invalid { path: path.into(), reason: e.to_string() })?;
+        let invalid = |reason: String| VocabError::Invalid { path: path.into(), reason };
+        let json = match &self.inner {
+            Inner::Joint(t) => t.to_string(true).map_err(|e| invalid(e.to_string()))?,
+            Inner::Spm(s) => s.to_json()?.to_string(),
+        };
         crate::atomic_write(path, json.as_bytes())
             .map_err(|source| VocabError::Io { path: path.into(), source })
     }
 
+    /// The joint tokenizer (`None` for an imported SentencePiece pair).
+    fn joint(&self) -> Option<&Tokenizer> {
+        match &self.inner {
+            Inner::Joint(t) => Some(t),
+            Inner::Spm(_) => None,
+        }
+    }
+
     fn check_specials(&self, path: &Path) -> Result<(), VocabError> {
+        let Some(tokenizer) = self.joint() else { return Ok(()) };
         let ids = SPECIAL_IDS;
         for (token, want) in [(PAD, ids.pad), (BOS, ids.bos), (EOS, ids.eos), (UNK, ids.unk)] {
-            let got = self.tokenizer.token_to_id(token);
+            let got = tokenizer.token_to_id(token);
             if got != Some(want) {
                 return Err(VocabError::Invalid {
                     path: path.into(),
@@ -199,9 +227,28 @@ impl Vocab {
         Ok(())
     }
 
-    /// Number of ids (the embedding and output-layer size).
+    /// Number of target ids (the output-layer size; for a joint vocabulary every embedding's).
     pub fn len(&self) -> usize {
-        self.tokenizer.get_vocab_size(true)
+        match &self.inner {
+            Inner::Joint(t) => t.get_vocab_size(true),
+            Inner::Spm(s) => s.target_len(),
+        }
+    }
+
+    /// Number of source ids (the source embedding's size).
+    pub fn src_len(&self) -> usize {
+        match &self.inner {
+            Inner::Joint(t) => t.get_vocab_size(true),
+            Inner::Spm(s) => s.source_len(),
+        }
+    }
+
+    /// Whether source and target share one id space (a joint vocabulary, or a shared imported one).
+    pub fn is_shared(&self) -> bool {
+        match &self.inner {
+            Inner::Joint(_) => true,
+            Inner::Spm(s) => s.is_shared(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -212,26 +259,60 @@ impl Vocab {
         SPECIAL_IDS
     }
 
-    /// Subword ids of one sentence, without `<s>`/`</s>`.
+    /// Subword ids of one target sentence, without `<s>`/`</s>`.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, VocabError> {
-        let enc = self.tokenizer.encode_fast(text, false).map_err(|e| VocabError::Encode(e.to_string()))?;
-        Ok(enc.get_ids().to_vec())
+        match &self.inner {
+            Inner::Joint(t) => {
+                let enc = t.encode_fast(text, false).map_err(|e| VocabError::Encode(e.to_string()))?;
+                Ok(enc.get_ids().to_vec())
+            }
+            Inner::Spm(s) => Ok(s.encode_target(text)?),
+        }
     }
 
-    /// Encodes many sentences in parallel; output order is input order.
+    /// Subword ids of one source sentence, without `</s>`.
+    pub fn encode_src(&self, text: &str) -> Result<Vec<u32>, VocabError> {
+        match &self.inner {
+            Inner::Joint(_) => self.encode(text),
+            Inner::Spm(s) => Ok(s.encode_source(text)?),
+        }
+    }
+
+    /// Encodes many target sentences in parallel; output order is input order.
     pub fn encode_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>, VocabError> {
         use rayon::prelude::*;
         texts.par_iter().map(|t| self.encode(t.as_ref())).collect()
     }
 
-    /// The pieces of one sentence, for inspection (`▁` marks a preceding space).
-    pub fn pieces(&self, text: &str) -> Result<Vec<String>, VocabError> {
-        let enc = self.tokenizer.encode(text, false).map_err(|e| VocabError::Encode(e.to_string()))?;
-        Ok(enc.get_tokens().to_vec())
+    /// Encodes many source sentences in parallel; output order is input order.
+    pub fn encode_src_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<u32>>, VocabError> {
+        use rayon::prelude::*;
+        texts.par_iter().map(|t| self.encode_src(t.as_ref())).collect()
     }
 
-    /// Detokenized text of ids; `<pad>`, `<s>` and `</s>` are dropped, unknown ids too.
+    /// The pieces of one sentence (source side when `source`), for inspection (`▁` marks a
+    /// preceding space).
+    pub fn pieces(&self, text: &str, source: bool) -> Result<Vec<String>, VocabError> {
+        match &self.inner {
+            Inner::Joint(t) => {
+                let enc = t.encode(text, false).map_err(|e| VocabError::Encode(e.to_string()))?;
+                Ok(enc.get_tokens().to_vec())
+            }
+            Inner::Spm(s) => {
+                let ids = if source { s.encode_source(text)? } else { s.encode_target(text)? };
+                let piece = |id| if source { s.source_piece(id) } else { s.target_piece(id) };
+                Ok(ids.into_iter().map(|id| piece(id).unwrap_or(UNK).to_string()).collect())
+            }
+        }
+    }
+
+    /// Detokenized text of target ids; `<pad>`, `<s>` and `</s>` are dropped, unknown ids too
+    /// (and, for an imported vocabulary, `<unk>`, as `MarianTokenizer` drops it).
     pub fn decode(&self, ids: &[u32]) -> String {
+        let tokenizer = match &self.inner {
+            Inner::Joint(t) => t,
+            Inner::Spm(s) => return s.decode(ids),
+        };
         let ids: Vec<u32> = ids
             .iter()
             .copied()
@@ -239,11 +320,15 @@ impl Vocab {
             .filter(|&id| (id as usize) < self.len())
             .collect();
         // Decoding valid ids cannot fail with this decoder; fall back to an empty line rather than panic.
-        self.tokenizer.decode(&ids, false).unwrap_or_default()
+        tokenizer.decode(&ids, false).unwrap_or_default()
     }
 
+    /// The target piece of an id.
     pub fn id_to_piece(&self, id: u32) -> Option<String> {
-        self.tokenizer.id_to_token(id)
+        match &self.inner {
+            Inner::Joint(t) => t.id_to_token(id),
+            Inner::Spm(s) => s.target_piece(id).map(str::to_string),
+        }
     }
 }
 
@@ -333,7 +418,7 @@ mod tests {
         for kind in [SubwordKind::Bpe, SubwordKind::Unigram] {
             let cfg = VocabConfig { kind, size: 400, min_frequency: 1 };
             let vocab = Vocab::train(sentences().iter(), &cfg).unwrap();
-            assert_eq!(vocab.tokenizer.token_to_id("<0x41>"), Some(4 + 0x41), "{kind:?}");
+            assert_eq!(vocab.joint().unwrap().token_to_id("<0x41>"), Some(4 + 0x41), "{kind:?}");
             for text in sentences().iter().take(5).map(String::as_str).chain([
                 "unseen characters: 日本語 😀 ß ÄÖÜ «quotes» – dash",
                 "two  spaces and a trailing space ",

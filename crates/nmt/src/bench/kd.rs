@@ -119,7 +119,7 @@ pub fn run(args: &Options) -> Result<String, Error> {
     );
 
     // 3) Student training: the same batches with each loss.
-    let src_ids = teacher.vocab.encode_batch(&corpus.src)?;
+    let src_ids = teacher.vocab.encode_src_batch(&corpus.src)?;
     let lengths: Vec<(usize, usize)> =
         src_ids.iter().zip(&tgt_ids).map(|(s, t)| (s.len(), t.len())).collect();
     let batches = Batcher::new(&lengths, BatchConfig { batch_tokens: 4096, ..Default::default() })

@@ -320,7 +320,7 @@ fn bench_translator(
     single: usize,
 ) -> Result<Vec<DecodeRun>, Error> {
     let (vocab, srcs) = random_text(sentences)?;
-    let src_tokens: Vec<usize> = vocab.encode_batch(&srcs)?.iter().map(Vec::len).collect();
+    let src_tokens: Vec<usize> = vocab.encode_src_batch(&srcs)?.iter().map(Vec::len).collect();
     let mut runs = Vec::new();
     for beam in [1, BEAM] {
         // Output at most as long as the source: an untrained model rarely emits `</s>`.

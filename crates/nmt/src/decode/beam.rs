@@ -4,7 +4,7 @@
 //! engine; this file only scores candidates with tensors: one `topk` over each sentence's `K·V`
 //! extensions per step. With K = 1 this is exactly greedy search.
 
-use seqkd_runtime::search::BeamSearch;
+use seqkd_runtime::search::{BeamSearch, Stopping};
 use seqkd_text::vocab::SPECIAL_IDS;
 use tch::{Kind, Tensor};
 
@@ -20,11 +20,24 @@ pub fn beam_search(
     length_penalty: f64,
     nbest: usize,
 ) -> Vec<Vec<Hypothesis>> {
+    beam_search_with(model, src, max_lens, beam, length_penalty, nbest, Stopping::Seqkd)
+}
+
+/// [`beam_search`] with a choice of stopping rule.
+pub fn beam_search_with(
+    model: &dyn Seq2Seq,
+    src: &Tensor,
+    max_lens: &[usize],
+    beam: usize,
+    length_penalty: f64,
+    nbest: usize,
+    stopping: Stopping,
+) -> Vec<Vec<Hypothesis>> {
     let n = src.size()[0] as usize;
     let device = src.device();
     let k = beam;
     let (memory, state) = model.encode(src);
-    let mut search = BeamSearch::new(n, k, length_penalty);
+    let mut search = BeamSearch::new(n, k, length_penalty).with_stopping(stopping);
     let rows_of =
         |rows: &[usize]| Tensor::from_slice(&rows.iter().map(|&r| r as i64).collect::<Vec<_>>()).to(device);
     let expand = rows_of(&search.initial_rows());

@@ -13,6 +13,16 @@ use crate::config::DecodeConfig;
 use crate::model::Seq2Seq;
 
 pub use seqkd_runtime::format::{max_output_len, Hypothesis};
+pub use seqkd_runtime::search::Stopping;
+
+/// The beam search stopping rule a decoding config asks for.
+pub fn stopping(cfg: &DecodeConfig) -> Stopping {
+    if cfg.hf_stopping {
+        Stopping::Transformers
+    } else {
+        Stopping::Seqkd
+    }
+}
 
 /// Translates text with a model: the n-best hypotheses of every input line, in input order.
 pub struct Translator<'a> {
@@ -31,7 +41,7 @@ impl Translator<'_> {
         nbest: usize,
         mut on_batch: impl FnMut(usize),
     ) -> Result<Vec<Vec<Hypothesis>>, seqkd_text::vocab::VocabError> {
-        let ids = self.vocab.encode_batch(srcs)?;
+        let ids = self.vocab.encode_src_batch(srcs)?;
         Ok(tch::no_grad(|| {
             decode_in_batches(&ids, &self.cfg, &mut on_batch, |rows| {
                 let src = source_tensor(rows, self.device);
@@ -42,13 +52,14 @@ impl Translator<'_> {
                         .map(|h| vec![h])
                         .collect()
                 } else {
-                    beam::beam_search(
+                    beam::beam_search_with(
                         self.model,
                         &src,
                         &max_lens,
                         self.cfg.beam_size,
                         self.cfg.length_penalty,
                         nbest,
+                        stopping(&self.cfg),
                     )
                 }
             })

@@ -220,7 +220,7 @@ pub fn write_topk_store(
     if topk.k == 0 || topk.k > vocab_size {
         return Err(Error::Invalid(format!("k must be in 1..={vocab_size} (got {})", topk.k)));
     }
-    let src_ids = teacher.vocab.encode_batch(srcs)?;
+    let src_ids = teacher.vocab.encode_src_batch(srcs)?;
     let tgt_ids = teacher.vocab.encode_batch(tgts)?;
     let header = StoreHeader {
         version: 1,

@@ -1,11 +1,30 @@
 //! Building blocks shared by the models: sinusoidal positions, multi-head attention, feed-forward.
 
+use seqkd_runtime::format::{Activation, PositionLayout};
+use seqkd_runtime::kernels::sinusoid_halves;
 use tch::nn;
 use tch::{Kind, Tensor};
 
 /// "Attention Is All You Need" §3.5: PE(pos, 2i) = sin(pos / 10000^(2i/d)), PE(pos, 2i+1) = cos(...).
-/// Rows `start .. start + len` of the table, `[len, d_model]`.
-pub fn sinusoidal_positions(start: i64, len: i64, d_model: i64, device: tch::Device) -> Tensor {
+/// Rows `start .. start + len` of the table, `[len, d_model]`, sin and cos interleaved or in halves
+/// (see [`PositionLayout`]). The halves table is computed in f64 and rounded once, as
+/// `transformers`' MarianMT computes it (numpy f64), so imported models see its positions.
+pub fn sinusoidal_positions(
+    start: i64,
+    len: i64,
+    d_model: i64,
+    layout: PositionLayout,
+    device: tch::Device,
+) -> Tensor {
+    if layout == PositionLayout::Halves {
+        // The native engine's function, so both engines see the same table.
+        let d = d_model as usize;
+        let mut table = vec![0f32; len as usize * d];
+        for (p, row) in table.chunks_mut(d).enumerate() {
+            sinusoid_halves(start as usize + p, row);
+        }
+        return Tensor::from_slice(&table).view([len, d_model]).to(device);
+    }
     let pos = Tensor::arange_start(start, start + len, (Kind::Float, device)).unsqueeze(1); // [len, 1]
     let i = Tensor::arange_start_step(0, d_model, 2, (Kind::Float, device)); // [d/2]
     let freq = (i * (-(10000f64.ln()) / d_model as f64)).exp(); // 1 / 10000^(2i/d)
@@ -73,25 +92,33 @@ impl MultiHeadAttention {
     }
 }
 
-/// Position-wise feed-forward: Linear → ReLU → dropout → Linear.
+/// Position-wise feed-forward: Linear → activation (ReLU, GELU or swish) → dropout → Linear.
 #[derive(Debug)]
 pub struct FeedForward {
     fc1: nn::Linear,
     fc2: nn::Linear,
+    activation: Activation,
     dropout: f64,
 }
 
 impl FeedForward {
-    pub fn new(p: &nn::Path, d_model: i64, d_ff: i64, dropout: f64) -> Self {
+    pub fn new(p: &nn::Path, d_model: i64, d_ff: i64, activation: Activation, dropout: f64) -> Self {
         Self {
             fc1: nn::linear(p / "fc1", d_model, d_ff, Default::default()),
             fc2: nn::linear(p / "fc2", d_ff, d_model, Default::default()),
+            activation,
             dropout,
         }
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        x.apply(&self.fc1).relu().dropout(self.dropout, train).apply(&self.fc2)
+        let h = x.apply(&self.fc1);
+        let h = match self.activation {
+            Activation::Relu => h.relu(),
+            Activation::Gelu => h.gelu("none"),
+            Activation::Swish => h.silu(),
+        };
+        h.dropout(self.dropout, train).apply(&self.fc2)
     }
 }
 

@@ -1,8 +1,11 @@
-//! The Transformer encoder-decoder (Vaswani et al. 2017), pre-norm (Wang et al. 2019): each
-//! sub-layer is `x + dropout(sublayer(LayerNorm(x)))`, with a final LayerNorm on each stack, which
-//! trains stably without a long warmup. Sinusoidal positions; with the joint vocabulary the source
-//! embedding, target embedding and output projection can be one matrix (`tied_embeddings`).
-//! Students may use a shallower decoder than encoder (`decoder_layers < encoder_layers`).
+//! The Transformer encoder-decoder (Vaswani et al. 2017), pre-norm by default (Wang et al. 2019):
+//! each sub-layer is `x + dropout(sublayer(LayerNorm(x)))`, with a final LayerNorm on each stack,
+//! which trains stably without a long warmup; post-norm `LayerNorm(x + dropout(sublayer(x)))`
+//! (`normalize_before = false`) as the original and Marian's. Sinusoidal positions; with the joint
+//! vocabulary the source embedding, target embedding and output projection can be one matrix
+//! (`tied_embeddings`). Students may use a shallower decoder than encoder. The options an imported
+//! OPUS-MT teacher needs (activation, embedding scale, position layout, output bias, separate
+//! vocabularies) are [`TransformerConfig`]'s.
 
 // Residuals are written `x = x + f(x)`, not `x += f(x)`: on tch tensors `+=` is an in-place add,
 // which would overwrite a value autograd saved for the backward pass.
@@ -39,12 +42,15 @@ pub struct Transformer {
     src_embed: nn::Embedding,
     /// `None` when tied to `src_embed`.
     tgt_embed: Option<nn::Embedding>,
-    /// `None` when tied: the output layer is `src_embed`'s matrix, transposed.
+    /// `None` when tied: the output layer is the target embedding matrix, transposed.
     out_proj: Option<nn::Linear>,
+    /// The tied output layer's bias (`output_bias`).
+    out_bias: Option<Tensor>,
     encoder: Vec<EncoderLayer>,
-    encoder_norm: nn::LayerNorm,
+    /// Pre-norm only.
+    encoder_norm: Option<nn::LayerNorm>,
     decoder: Vec<DecoderLayer>,
-    decoder_norm: nn::LayerNorm,
+    decoder_norm: Option<nn::LayerNorm>,
     cfg: TransformerConfig,
 }
 
@@ -56,15 +62,18 @@ impl Transformer {
             ws_init: nn::Init::Randn { mean: 0., stdev: (d as f64).powf(-0.5) },
             ..Default::default()
         };
-        let src_embed = nn::embedding(p / "src_embed", vocab_size, d, emb_cfg);
+        let src_vocab = cfg.src_vocab_size.unwrap_or(vocab_size);
+        let src_embed = nn::embedding(p / "src_embed", src_vocab, d, emb_cfg);
         let (tgt_embed, out_proj) = if cfg.tied_embeddings {
             (None, None)
         } else {
-            (
-                Some(nn::embedding(p / "tgt_embed", vocab_size, d, emb_cfg)),
-                Some(nn::linear(p / "out_proj", d, vocab_size, Default::default())),
-            )
+            let out =
+                (!cfg.tied_output).then(|| nn::linear(p / "out_proj", d, vocab_size, Default::default()));
+            (Some(nn::embedding(p / "tgt_embed", vocab_size, d, emb_cfg)), out)
         };
+        let out_bias = (out_proj.is_none() && cfg.output_bias)
+            .then(|| p.var("out_bias", &[vocab_size], nn::Init::Const(0.0)));
+        let (act, pre) = (cfg.activation, cfg.normalize_before);
         let attn_drop = cfg.attention_dropout.unwrap_or(cfg.dropout);
         let encoder = (0..cfg.encoder_layers)
             .map(|i| {
@@ -73,7 +82,7 @@ impl Transformer {
                     self_attn_norm: layer_norm(&(&p / "self_attn_norm"), d),
                     self_attn: MultiHeadAttention::new(&(&p / "self_attn"), d, cfg.n_heads, attn_drop),
                     ffn_norm: layer_norm(&(&p / "ffn_norm"), d),
-                    ffn: FeedForward::new(&(&p / "ffn"), d, cfg.d_ff, cfg.dropout),
+                    ffn: FeedForward::new(&(&p / "ffn"), d, cfg.d_ff, act, cfg.dropout),
                 }
             })
             .collect();
@@ -86,7 +95,7 @@ impl Transformer {
                     cross_attn_norm: layer_norm(&(&p / "cross_attn_norm"), d),
                     cross_attn: MultiHeadAttention::new(&(&p / "cross_attn"), d, cfg.n_heads, attn_drop),
                     ffn_norm: layer_norm(&(&p / "ffn_norm"), d),
-                    ffn: FeedForward::new(&(&p / "ffn"), d, cfg.d_ff, cfg.dropout),
+                    ffn: FeedForward::new(&(&p / "ffn"), d, cfg.d_ff, act, cfg.dropout),
                 }
             })
             .collect();
@@ -94,21 +103,40 @@ impl Transformer {
             src_embed,
             tgt_embed,
             out_proj,
+            out_bias,
             encoder,
-            encoder_norm: layer_norm(&(p / "encoder_norm"), d),
+            encoder_norm: pre.then(|| layer_norm(&(p / "encoder_norm"), d)),
             decoder,
-            decoder_norm: layer_norm(&(p / "decoder_norm"), d),
+            decoder_norm: pre.then(|| layer_norm(&(p / "decoder_norm"), d)),
             cfg: cfg.clone(),
         }
     }
 
-    /// Token embeddings × √d_model plus positions `start ..`: `[batch, len]` → `[batch, len, d]`.
+    /// Token embeddings (× √d_model with `embed_scale`) plus positions `start ..`:
+    /// `[batch, len]` → `[batch, len, d]`.
     fn embed(&self, table: &nn::Embedding, tokens: &Tensor, start: i64, train: bool) -> Tensor {
         let (_, len) = tokens.size2().unwrap();
         let d = self.cfg.d_model;
-        let x =
-            tokens.apply(table) * (d as f64).sqrt() + sinusoidal_positions(start, len, d, tokens.device());
+        let scale = if self.cfg.embed_scale { (d as f64).sqrt() } else { 1.0 };
+        let pos = sinusoidal_positions(start, len, d, self.cfg.positions, tokens.device());
+        let x = tokens.apply(table) * scale + pos;
         x.dropout(self.cfg.dropout, train)
+    }
+
+    /// One residual sub-layer around `f`: `x + f(LN(x))` (pre-norm) or `LN(x + f(x))` (post-norm).
+    fn sublayer(&self, x: &Tensor, norm: &nn::LayerNorm, f: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
+        if self.cfg.normalize_before {
+            x + f(&norm.forward(x))
+        } else {
+            norm.forward(&(x + f(x)))
+        }
+    }
+
+    fn final_norm(norm: &Option<nn::LayerNorm>, x: Tensor) -> Tensor {
+        match norm {
+            Some(n) => n.forward(&x),
+            None => x,
+        }
     }
 
     fn tgt_table(&self) -> &nn::Embedding {
@@ -116,27 +144,29 @@ impl Transformer {
     }
 
     fn project_out(&self, y: &Tensor) -> Tensor {
-        match &self.out_proj {
-            Some(lin) => y.apply(lin),
-            None => y.matmul(&self.src_embed.ws.tr()),
+        let logits = match &self.out_proj {
+            Some(lin) => return y.apply(lin),
+            None => y.matmul(&self.tgt_table().ws.tr()),
+        };
+        match &self.out_bias {
+            Some(b) => logits + b,
+            None => logits,
         }
     }
 
     /// Encoder: src `[batch, src_len]` → memory `[batch, src_len, d]`, key mask `[batch, 1, 1, src_len]`.
     fn encode_t(&self, src: &Tensor, train: bool) -> (Tensor, Tensor) {
         let mask = Batch::src_mask(src).unsqueeze(1).unsqueeze(1);
+        let drop = self.cfg.dropout;
         let mut x = self.embed(&self.src_embed, src, 0, train);
         for layer in &self.encoder {
-            let h = layer.self_attn_norm.forward(&x);
-            let (k, v) = layer.self_attn.project_kv(&h);
-            x = x + layer
-                .self_attn
-                .attend(&h, &k, &v, Some(&mask), false, train)
-                .dropout(self.cfg.dropout, train);
-            let h = layer.ffn_norm.forward(&x);
-            x = x + layer.ffn.forward_t(&h, train).dropout(self.cfg.dropout, train);
+            x = self.sublayer(&x, &layer.self_attn_norm, |h| {
+                let (k, v) = layer.self_attn.project_kv(h);
+                layer.self_attn.attend(h, &k, &v, Some(&mask), false, train).dropout(drop, train)
+            });
+            x = self.sublayer(&x, &layer.ffn_norm, |h| layer.ffn.forward_t(h, train).dropout(drop, train));
         }
-        (self.encoder_norm.forward(&x), mask)
+        (Self::final_norm(&self.encoder_norm, x), mask)
     }
 }
 
@@ -147,18 +177,19 @@ impl Seq2Seq for Transformer {
         let mut y = self.embed(self.tgt_table(), tgt_in, 0, train);
         for layer in &self.decoder {
             // 1) Masked self-attention: position j sees positions ≤ j.
-            let h = layer.self_attn_norm.forward(&y);
-            let (k, v) = layer.self_attn.project_kv(&h);
-            y = y + layer.self_attn.attend(&h, &k, &v, None, true, train).dropout(drop, train);
+            y = self.sublayer(&y, &layer.self_attn_norm, |h| {
+                let (k, v) = layer.self_attn.project_kv(h);
+                layer.self_attn.attend(h, &k, &v, None, true, train).dropout(drop, train)
+            });
             // 2) Attention over the source.
-            let h = layer.cross_attn_norm.forward(&y);
-            let (k, v) = layer.cross_attn.project_kv(&memory);
-            y = y + layer.cross_attn.attend(&h, &k, &v, Some(&mask), false, train).dropout(drop, train);
+            y = self.sublayer(&y, &layer.cross_attn_norm, |h| {
+                let (k, v) = layer.cross_attn.project_kv(&memory);
+                layer.cross_attn.attend(h, &k, &v, Some(&mask), false, train).dropout(drop, train)
+            });
             // 3) Feed-forward.
-            let h = layer.ffn_norm.forward(&y);
-            y = y + layer.ffn.forward_t(&h, train).dropout(drop, train);
+            y = self.sublayer(&y, &layer.ffn_norm, |h| layer.ffn.forward_t(h, train).dropout(drop, train));
         }
-        self.project_out(&self.decoder_norm.forward(&y))
+        self.project_out(&Self::final_norm(&self.decoder_norm, y))
     }
 
     /// Memory rows: `[mask, (cross_k, cross_v) per layer]`; state rows: `(self_k, self_v)` per layer,
@@ -184,27 +215,25 @@ impl Seq2Seq for Transformer {
         let mask = &memory.0[0];
         let mut y = self.embed(self.tgt_table(), &prev.unsqueeze(1), state.step, false); // [n, 1, d]
         for (i, layer) in self.decoder.iter().enumerate() {
-            let h = layer.self_attn_norm.forward(&y);
-            let (k_new, v_new) = layer.self_attn.project_kv(&h);
-            let k = Tensor::cat(&[&state.rows.0[2 * i], &k_new], 2);
-            let v = Tensor::cat(&[&state.rows.0[2 * i + 1], &v_new], 2);
-            // The new position attends to every cached one: no causal mask needed.
-            y = y + layer.self_attn.attend(&h, &k, &v, None, false, false);
-            state.rows.0[2 * i] = k;
-            state.rows.0[2 * i + 1] = v;
-            let h = layer.cross_attn_norm.forward(&y);
-            y = y + layer.cross_attn.attend(
-                &h,
-                &memory.0[1 + 2 * i],
-                &memory.0[2 + 2 * i],
-                Some(mask),
-                false,
-                false,
-            );
-            let h = layer.ffn_norm.forward(&y);
-            y = y + layer.ffn.forward_t(&h, false);
+            let rows = &mut state.rows.0;
+            y = self.sublayer(&y, &layer.self_attn_norm, |h| {
+                let (k_new, v_new) = layer.self_attn.project_kv(h);
+                let k = Tensor::cat(&[&rows[2 * i], &k_new], 2);
+                let v = Tensor::cat(&[&rows[2 * i + 1], &v_new], 2);
+                // The new position attends to every cached one: no causal mask needed.
+                let out = layer.self_attn.attend(h, &k, &v, None, false, false);
+                rows[2 * i] = k;
+                rows[2 * i + 1] = v;
+                out
+            });
+            let (k, v) = (&memory.0[1 + 2 * i], &memory.0[2 + 2 * i]);
+            y = self.sublayer(&y, &layer.cross_attn_norm, |h| {
+                layer.cross_attn.attend(h, k, v, Some(mask), false, false)
+            });
+            y = self.sublayer(&y, &layer.ffn_norm, |h| layer.ffn.forward_t(h, false));
         }
         state.step += 1;
-        self.project_out(&self.decoder_norm.forward(&y)).squeeze_dim(1).log_softmax(-1, Kind::Float)
+        let y = Self::final_norm(&self.decoder_norm, y);
+        self.project_out(&y).squeeze_dim(1).log_softmax(-1, Kind::Float)
     }
 }

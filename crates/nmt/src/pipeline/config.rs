@@ -92,6 +92,11 @@ pub struct Recipe {
     pub model: ModelConfig,
     pub train: TrainConfig,
     pub decode: DecodeConfig,
+    /// Teacher only: a Marian / OPUS-MT model in the Hugging Face layout, imported into the run
+    /// (`models/teacher`, as `seqkd import --format marian-hf` does) instead of trained; its
+    /// vocabulary becomes the run's and beam search follows `transformers`' stopping rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub import: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -189,6 +194,7 @@ impl PipelineConfig {
         ]
         .into_iter()
         .chain(&mut self.teacher_model)
+        .chain(&mut self.teacher.import)
     }
 
     /// The training recipe of a student trained from scratch on `data`.
@@ -239,7 +245,13 @@ impl PipelineConfig {
             let cfg = Config { model: recipe.model.clone(), train: train.clone(), ..Default::default() };
             cfg.validate().map_err(|e| Error::Invalid(format!("{what}: {e}")))
         };
-        if self.teacher_model.is_none() {
+        if self.student.import.is_some() {
+            return bad("student.import: only the teacher can be imported".into());
+        }
+        if self.teacher.import.is_some() && self.teacher_model.is_some() {
+            return bad("set teacher.import or teacher_model, not both".into());
+        }
+        if self.teacher_model.is_none() && self.teacher.import.is_none() {
             probe(&self.teacher, &self.teacher.train, "teacher")?;
         }
         probe(&self.student, &self.student.train, "student")?;

@@ -221,7 +221,7 @@ impl Stage for TopkStore {
         self.with_corpus(ctx, |srcs, tgts| {
             let job = topk_job(
                 &ctx.teacher_dir,
-                &vocab.encode_batch(srcs)?,
+                &vocab.encode_src_batch(srcs)?,
                 &vocab.encode_batch(tgts)?,
                 &Self::options(ctx),
             )?;

@@ -43,6 +43,8 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
     std::fs::create_dir_all(out).map_err(io_err(out))?;
     let toml = toml::to_string_pretty(&cfg.with_absolute_paths()).unwrap_or_default();
     seqkd_text::atomic_write(&out.join("pipeline.toml"), toml.as_bytes()).map_err(io_err(out))?;
+    let imported = import_teacher(cfg, out)?;
+    let cfg = imported.as_ref().unwrap_or(cfg);
     let mut ctx = Context::new(cfg, out, progress)?;
     let stages = stages(cfg, &ctx);
     // Which stages will run, for the estimate of the time left: a stage found complete now is
@@ -73,6 +75,31 @@ pub fn run(cfg: &PipelineConfig, out: &Path, progress: bool) -> Result<Vec<Evalu
         stages.len() - ran
     );
     Ok(ctx.evaluations)
+}
+
+/// With `[teacher] import`, the imported teacher in `out/models/teacher` (imported once) and the
+/// config that distills it as a given teacher (`teacher_model`).
+fn import_teacher(cfg: &PipelineConfig, out: &Path) -> Result<Option<PipelineConfig>, Error> {
+    let Some(from) = &cfg.teacher.import else { return Ok(None) };
+    let dir = out.join("models").join(crate::table1::TEACHER);
+    if dir.join(crate::model_dir::BEST_FILE).is_file() && dir.join(crate::model_dir::VOCAB_FILE).is_file() {
+        eprintln!("[pipeline] teacher: imported from {} earlier ({})", from.display(), dir.display());
+    } else {
+        let m = crate::import::marian::import(from, &dir)?;
+        eprintln!(
+            "[pipeline] teacher: imported {} ({} parameters, vocabulary {}) into {}",
+            from.display(),
+            m.parameters,
+            m.tgt_vocab,
+            dir.display()
+        );
+    }
+    let mut cfg = cfg.clone();
+    cfg.teacher_model = Some(dir);
+    cfg.teacher.import = None;
+    // The search rule of the model's own toolkit, so Seq-KD's corpus is its beam output.
+    cfg.teacher.decode.hf_stopping = true;
+    Ok(Some(cfg))
 }
 
 /// The stages of `cfg`'s experiment, in order.

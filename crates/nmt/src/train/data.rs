@@ -48,13 +48,13 @@ impl RunCorpora {
             vocab
         };
         let (train_src, train_tgt) =
-            (vocab.encode_batch(&train_data.src)?, vocab.encode_batch(&train_data.tgt)?);
+            (vocab.encode_src_batch(&train_data.src)?, vocab.encode_batch(&train_data.tgt)?);
         let keep = cfg.data.filter.apply(train_src.iter().zip(&train_tgt).map(|(s, t)| (s.len(), t.len())));
         let lengths: Vec<(usize, usize)> =
             keep.iter().map(|&i| (train_src[i].len(), train_tgt[i].len())).collect();
         let batch_cfg = BatchConfig { batch_tokens: cfg.train.batch_tokens, ..Default::default() };
         let batcher = Batcher::new(&lengths, batch_cfg).map_err(|e| Error::Invalid(e.to_string()))?;
-        let (valid_src, valid_tgt) = (vocab.encode_batch(&valid.src)?, vocab.encode_batch(&valid.tgt)?);
+        let (valid_src, valid_tgt) = (vocab.encode_src_batch(&valid.src)?, vocab.encode_batch(&valid.tgt)?);
         Ok(Self { vocab, train_src, train_tgt, keep, batcher, valid, valid_src, valid_tgt })
     }
 

@@ -29,7 +29,7 @@ use crate::batch::Batch;
 use crate::checkpoint::{self, CheckpointError};
 use crate::config::{Config, LrSchedule};
 use crate::error::{io_err, Error};
-use crate::model::Model;
+use crate::model::{Model, ModelConfig};
 use crate::model_dir::{load_dense, named_vars, BEST_FILE, CONFIG_FILE, LAST_FILE};
 use data::RunCorpora;
 use method::{Method, RunData, Start, WeightConstraint};
@@ -55,10 +55,11 @@ pub struct TrainOptions {
 pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<TrainState, Error> {
     let (cfg, resuming) = run_config(cfg, opts)?;
     let dir = &opts.model_dir;
+    let data = RunCorpora::load(&cfg, dir)?;
+    let cfg = fit_to_vocab(cfg, &data.vocab)?;
     let device = crate::parse_device(&cfg.train.device).map_err(Error::Invalid)?;
     let last_path = dir.join(LAST_FILE);
     let t = &cfg.train;
-    let data = RunCorpora::load(&cfg, dir)?;
     let (pairs, valid_pairs) = (data.train_pairs(), data.valid_pairs());
 
     let Begun { vs, model, mut opt, mut state, constraint } =
@@ -175,6 +176,30 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
     bar.finish_and_clear();
     plot::write_loss_plot(dir).map_err(io_err(dir))?;
     Ok(state)
+}
+
+/// A model on a vocabulary with separate source and target ids (an imported teacher's, for a
+/// student that must share it): the source embedding gets the source size, and a tied model ties
+/// the target embedding to the output layer only.
+fn fit_to_vocab(mut cfg: Config, vocab: &seqkd_text::vocab::Vocab) -> Result<Config, Error> {
+    if vocab.is_shared() {
+        return Ok(cfg);
+    }
+    match &mut cfg.model {
+        ModelConfig::Transformer(t) => {
+            t.src_vocab_size = Some(vocab.src_len() as i64);
+            if t.tied_embeddings {
+                t.tied_embeddings = false;
+                t.tied_output = true;
+            }
+            Ok(cfg)
+        }
+        ModelConfig::Lstm(_) => Err(Error::Invalid(
+            "the vocabulary has separate source and target ids (an imported teacher's); LSTM models \
+             need one joint vocabulary: train a Transformer student, or a vocabulary of its own"
+                .into(),
+        )),
+    }
 }
 
 /// A run's model, optimiser, state and weight constraint, ready for its first update.
