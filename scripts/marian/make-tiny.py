@@ -80,6 +80,8 @@ def read_lines(path, n, skip=0):
 
 
 def train_spm(text_path, prefix, pieces):
+    # SentencePiece shuffles its input with a seed from the clock unless told otherwise.
+    spm.set_random_generator_seed(SEED)
     # OPUS-MT's models: unigram, NFKC-based `nmt_nfkc`; only <unk> among the ids (Marian adds
     # </s> and <pad> in its own vocabulary).
     spm.SentencePieceTrainer.train(

@@ -110,7 +110,7 @@ pub struct Vocab {
 
 #[derive(Clone)]
 enum Inner {
-    Joint(Tokenizer),
+    Joint(Box<Tokenizer>),
     Spm(Box<SpmVocab>),
 }
 
@@ -166,7 +166,7 @@ impl Vocab {
         tokenizer.with_pre_tokenizer(Some(pre_tokenizer()));
         tokenizer.train(&mut trainer, sentences).map_err(|e| VocabError::Training(e.to_string()))?;
         let tokenizer = with_byte_fallback(&tokenizer, cfg.kind)?;
-        let vocab = Self { inner: Inner::Joint(tokenizer) };
+        let vocab = Self { inner: Inner::Joint(Box::new(tokenizer)) };
         vocab.check_specials(Path::new("<trained>"))?;
         Ok(vocab)
     }
@@ -188,7 +188,7 @@ impl Vocab {
             return Ok(Self::from_spm(spm));
         }
         let tokenizer = Tokenizer::from_bytes(&bytes).map_err(|e| invalid(e.to_string()))?;
-        let vocab = Self { inner: Inner::Joint(tokenizer) };
+        let vocab = Self { inner: Inner::Joint(Box::new(tokenizer)) };
         vocab.check_specials(path)?;
         Ok(vocab)
     }

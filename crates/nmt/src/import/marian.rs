@@ -253,7 +253,7 @@ struct Weights<'a> {
 
 impl Weights<'_> {
     fn has(&self, name: &str) -> bool {
-        self.st.names().iter().any(|n| *n == name)
+        self.st.names().contains(&name)
     }
 
     fn get(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
