@@ -25,4 +25,6 @@ if [[ ! -x $venv/bin/marian-ready ]]; then
   fi
   touch "$venv/bin/marian-ready" && chmod +x "$venv/bin/marian-ready"
 fi
-exec "$venv/bin/python" "$repo/scripts/marian/make-tiny.py" "$data" "$out"
+"$venv/bin/python" "$repo/scripts/marian/make-tiny.py" "$data" "$out"
+# The pickle path of the import: shared-swish as a pytorch_model.bin (make-bin.py).
+"$venv/bin/python" "$repo/scripts/marian/make-bin.py" "$out/shared-swish" "$out/shared-swish.bin"

@@ -240,9 +240,16 @@ fn bad_directories_get_clear_errors() {
 
     std::fs::write(&config, &text).unwrap();
     std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
-    std::fs::write(dir.path().join("pytorch_model.bin"), b"not read").unwrap();
     let err = import_error(dir.path());
-    assert!(err.contains("pytorch_model.bin") && err.contains("safe_serialization"), "{err}");
+    assert!(err.contains("missing model.safetensors or pytorch_model.bin"), "{err}");
+
+    std::fs::write(dir.path().join("model.safetensors.index.json"), b"{}").unwrap();
+    let err = import_error(dir.path());
+    assert!(err.contains("unsupported Marian option: a sharded checkpoint"), "{err}");
+
+    std::fs::write(dir.path().join("pytorch_model.bin"), b"PK\x03\x04 not a zip").unwrap();
+    let err = import_error(dir.path());
+    assert!(err.contains("pytorch_model.bin"), "{err}");
 
     std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
     let err = import_error(dir.path());
@@ -252,4 +259,101 @@ fn bad_directories_get_clear_errors() {
     std::fs::write(dir.path().join("source.spm"), b"\x0a\x03abc garbage").unwrap();
     let err = import_error(dir.path());
     assert!(err.contains("source.spm"), "{err}");
+}
+
+/// A model directory's parameters, by name: (dtype, shape, bytes).
+fn parameters(model: &Path) -> Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(model.join(seqkd_runtime::format::BEST_FILE)).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<_> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| (name, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// A copy of `name` with its model.safetensors replaced by `write(dir)`.
+fn with_weights(name: &str, write: impl FnOnce(&Path)) -> tempfile::TempDir {
+    let dir = broken_copy(name);
+    std::fs::remove_file(dir.path().join("model.safetensors")).unwrap();
+    write(dir.path());
+    dir
+}
+
+#[test]
+fn pytorch_model_bin_imports_the_same_weights() {
+    // make-bin.py's torch.save of shared-swish (transformers 4.x's safe_serialization=False):
+    // tied embeddings and lm_head as views of one storage, the sinusoidal positions included.
+    let bin = fixture("shared-swish.bin").join("pytorch_model.bin");
+    let dir = with_weights("shared-swish", |d| {
+        std::fs::copy(&bin, d.join("pytorch_model.bin")).unwrap();
+    });
+    let out = tempfile::tempdir().unwrap();
+    marian::import(dir.path(), &out.path().join("model")).unwrap();
+    let want = import("shared-swish");
+    let (got, want) = (parameters(&out.path().join("model")), parameters(&want.path));
+    assert!(!want.is_empty());
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((&g.0, g.1, &g.2), (&w.0, w.1, &w.2));
+        assert!(g.3 == w.3, "{}: the pickle's values differ from the safetensors'", g.0);
+    }
+}
+
+#[test]
+fn f16_and_bf16_checkpoints_import_as_their_rounded_f32() {
+    let want = import("shared-swish");
+    let want = parameters(&want.path);
+    let bytes = std::fs::read(fixture("shared-swish").join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    type Round = fn(f32) -> (Vec<u8>, f32);
+    let halves: [(safetensors::Dtype, Round); 2] = [
+        (safetensors::Dtype::F16, |x| {
+            let h = half::f16::from_f32(x);
+            (h.to_le_bytes().to_vec(), h.to_f32())
+        }),
+        (safetensors::Dtype::BF16, |x| {
+            let h = half::bf16::from_f32(x);
+            (h.to_le_bytes().to_vec(), h.to_f32())
+        }),
+    ];
+    for (dtype, round) in halves {
+        let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(name, t)| {
+                assert_eq!(t.dtype(), safetensors::Dtype::F32);
+                let data = t
+                    .data()
+                    .chunks_exact(4)
+                    .flat_map(|b| round(f32::from_le_bytes([b[0], b[1], b[2], b[3]])).0);
+                (name, t.shape().to_vec(), data.collect())
+            })
+            .collect();
+        let dir = with_weights("shared-swish", |d| {
+            let views: Vec<_> = tensors
+                .iter()
+                .map(|(n, shape, data)| {
+                    (n.clone(), safetensors::tensor::TensorView::new(dtype, shape.clone(), data).unwrap())
+                })
+                .collect();
+            safetensors::serialize_to_file(views, None, &d.join("model.safetensors")).unwrap();
+        });
+        let out = tempfile::tempdir().unwrap();
+        marian::import(dir.path(), &out.path().join("model")).unwrap();
+        let got = parameters(&out.path().join("model"));
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!((&g.0, g.1, &g.2), (&w.0, safetensors::Dtype::F32, &w.2), "{dtype:?}");
+            let f32s = |b: &[u8]| -> Vec<f32> {
+                b.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            };
+            // The banned ids' −1e9 bias is set after the conversion, exactly.
+            let rounded: Vec<f32> =
+                f32s(&w.3).into_iter().map(|x| if x == -1e9 { x } else { round(x).1 }).collect();
+            assert!(f32s(&g.3) == rounded, "{dtype:?} {}: not the rounded f32 weights", g.0);
+        }
+    }
 }

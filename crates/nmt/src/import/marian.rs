@@ -1,7 +1,7 @@
 //! `seqkd import --format marian-hf`: an OPUS-MT / Marian teacher in the Hugging Face
-//! `MarianMTModel` layout (`config.json`, `model.safetensors`, `source.spm`, `target.spm`,
-//! `vocab.json` [+ `target_vocab.json`], `tokenizer_config.json`, `generation_config.json`) as a
-//! seqkd model directory that both engines load.
+//! `MarianMTModel` layout (`config.json`, `model.safetensors` or `pytorch_model.bin`,
+//! `source.spm`, `target.spm`, `vocab.json` [+ `target_vocab.json`], `tokenizer_config.json`,
+//! `generation_config.json`) as a seqkd model directory that both engines load.
 //!
 //! Nothing here is a special case of the model code: the architecture becomes
 //! [`TransformerConfig`] options (post-norm, activation, √d scaling, position layout, output bias,
@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use pytorch_reader::{DType, PytorchReader};
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
@@ -245,34 +246,85 @@ fn renumber(path: &Path) -> Result<(Vec<usize>, Vec<String>)> {
     Ok((order, pieces))
 }
 
+/// Where a checkpoint's tensors are read from: `model.safetensors`, or `pytorch_model.bin` (the
+/// zip of pickled storages that `torch.save` writes, and all that older OPUS-MT uploads have).
+enum Store<'a> {
+    Safetensors(SafeTensors<'a>),
+    Pickle(PytorchReader),
+}
+
+/// The element types a checkpoint's floating-point weights come in.
+#[derive(Clone, Copy)]
+enum Float {
+    F32,
+    F16,
+    BF16,
+}
+
+/// `data` as f32, read `little`-endian or native-endian.
+fn to_f32(kind: Float, data: &[u8], little: bool) -> Vec<f32> {
+    let two =
+        |b: &[u8]| if little { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_ne_bytes([b[0], b[1]]) };
+    match kind {
+        Float::F32 => data
+            .chunks_exact(4)
+            .map(|b| {
+                let b = [b[0], b[1], b[2], b[3]];
+                if little {
+                    f32::from_le_bytes(b)
+                } else {
+                    f32::from_ne_bytes(b)
+                }
+            })
+            .collect(),
+        Float::F16 => data.chunks_exact(2).map(|b| half::f16::from_bits(two(b)).to_f32()).collect(),
+        Float::BF16 => data.chunks_exact(2).map(|b| half::bf16::from_bits(two(b)).to_f32()).collect(),
+    }
+}
+
 /// The weights of a Marian checkpoint, as f32.
 struct Weights<'a> {
     path: PathBuf,
-    st: SafeTensors<'a>,
+    store: Store<'a>,
 }
 
 impl Weights<'_> {
     fn has(&self, name: &str) -> bool {
-        self.st.names().contains(&name)
+        match &self.store {
+            Store::Safetensors(st) => st.names().contains(&name),
+            Store::Pickle(reader) => reader.get(name).is_some(),
+        }
     }
 
     fn get(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
         let bad = |reason: String| Error::BadFile { path: self.path.clone(), reason };
-        let t = self.st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
-        let data = t.data();
-        let values: Vec<f32> = match t.dtype() {
-            Dtype::F32 => {
-                data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
-            }
-            Dtype::F16 => {
-                data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-            }
-            Dtype::BF16 => {
-                data.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()
-            }
-            other => return Err(bad(format!("{name}: dtype {other:?} (f32, f16 and bf16 are supported)"))),
+        let bad_dtype = |dtype: &dyn std::fmt::Debug| {
+            bad(format!("{name}: dtype {dtype:?} (f32, f16 and bf16 are supported)"))
         };
-        Ok((t.shape().to_vec(), values))
+        match &self.store {
+            Store::Safetensors(st) => {
+                let t = st.tensor(name).map_err(|e| bad(format!("{name}: {e}")))?;
+                let kind = match t.dtype() {
+                    Dtype::F32 => Float::F32,
+                    Dtype::F16 => Float::F16,
+                    Dtype::BF16 => Float::BF16,
+                    other => return Err(bad_dtype(&other)),
+                };
+                Ok((t.shape().to_vec(), to_f32(kind, t.data(), true)))
+            }
+            Store::Pickle(reader) => {
+                let t = reader.get(name).ok_or_else(|| bad(format!("no tensor {name}")))?;
+                let kind = match t.dtype() {
+                    DType::F32 => Float::F32,
+                    DType::F16 => Float::F16,
+                    DType::BF16 => Float::BF16,
+                    other => return Err(bad_dtype(&other)),
+                };
+                // pytorch-reader hands back contiguous, native-endian bytes.
+                let data = t.read().map_err(|e| bad(e.to_string()))?;
+                Ok((t.shape().to_vec(), to_f32(kind, &data, false)))
+            }
+        }
     }
 
     /// The first of `names` present.
@@ -339,20 +391,28 @@ fn convert_weights(
     src_order: &[usize],
     tgt_order: &[usize],
 ) -> Result<Vec<RawTensor>> {
-    let path = src.dir.join("model.safetensors");
-    if !path.is_file() {
-        let what = if src.dir.join("pytorch_model.bin").is_file() {
-            "only pytorch_model.bin (a pickle); convert it first: python -c \"from transformers import \
-             MarianMTModel as M; M.from_pretrained('DIR').save_pretrained('DIR', safe_serialization=True)\""
-        } else {
-            "missing model.safetensors"
-        };
-        return Err(invalid(&src.dir, what));
-    }
-    let bytes = std::fs::read(&path).map_err(io_err(&path))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| Error::BadFile { path: path.clone(), reason: e.to_string() })?;
-    let w = Weights { path: path.clone(), st };
+    let bytes;
+    let safetensors = src.dir.join("model.safetensors");
+    let pickle = src.dir.join("pytorch_model.bin");
+    let w = if safetensors.is_file() {
+        bytes = std::fs::read(&safetensors).map_err(io_err(&safetensors))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| Error::BadFile { path: safetensors.clone(), reason: e.to_string() })?;
+        Weights { path: safetensors, store: Store::Safetensors(st) }
+    } else if pickle.is_file() {
+        let reader = PytorchReader::new(&pickle)
+            .map_err(|e| Error::BadFile { path: pickle.clone(), reason: e.to_string() })?;
+        Weights { path: pickle, store: Store::Pickle(reader) }
+    } else {
+        let sharded = ["model.safetensors.index.json", "pytorch_model.bin.index.json"]
+            .into_iter()
+            .find(|f| src.dir.join(f).is_file());
+        return Err(match sharded {
+            Some(index) => unsupported(&src.dir, format!("a sharded checkpoint ({index})")),
+            None => invalid(&src.dir, "missing model.safetensors or pytorch_model.bin"),
+        });
+    };
+    let path = w.path.clone();
     let mut out = Vec::new();
     let enc = w.first(&["model.encoder.embed_tokens.weight", "model.shared.weight"])?;
     out.push(raw("src_embed.weight".into(), rows(&path, "source embedding", enc, src_order)?));
