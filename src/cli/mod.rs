@@ -3,6 +3,7 @@
 mod average;
 mod bench;
 mod bench_kd;
+mod bench_serve;
 mod check_corpus;
 mod demo;
 mod distill;
@@ -14,6 +15,7 @@ mod pipeline;
 mod prune;
 mod quantize;
 mod score;
+mod serve;
 mod train;
 mod translate;
 mod vocab;
@@ -54,6 +56,8 @@ enum Command {
     Export(export::Args),
     /// Import a teacher trained elsewhere: an OPUS-MT / Marian model in the Hugging Face layout.
     Import(import::Args),
+    /// Serve a model over HTTP (seqkd's JSON API and LibreTranslate's) with dynamic batching, no libtorch.
+    Serve(serve::Args),
     /// Quantize a model's weight matrices to int8 for the native engine (`translate --engine native`).
     Quantize(quantize::Args),
     /// Average the last checkpoints of a model directory into one weights file.
@@ -62,6 +66,8 @@ enum Command {
     Bench(bench::Args),
     /// Measure distillation's costs with a real teacher: Seq-KD pass batched vs one by one, top-k size, Word-KD training speed.
     BenchKd(bench_kd::Args),
+    /// Load-test `seqkd serve`: concurrent clients with and without dynamic batching, against batched translate.
+    BenchServe(bench_serve::Args),
     /// Train, apply or invert a joint subword vocabulary.
     #[command(subcommand)]
     Vocab(vocab::Command),
@@ -83,7 +89,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => export::run(args),
         Command::Import(args) => import::run(args),
         Command::Translate(args) => translate::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchKd(args) => bench_kd::run(args),
+        Command::BenchServe(args) => bench_serve::run(args),
     }
 }
