@@ -115,7 +115,8 @@ fn served_translations_equal_seqkd_translate_under_concurrency() {
     let lines = sources(48);
     let server = Server::start(&model, &["--max-wait-ms", "20"]);
 
-    // 8 clients at once, one sentence per request: batched together, each answer its own.
+    // 8 clients at once, one sentence per request: batched together, each answer its own. Odd
+    // clients ask for no scores (greedy search then skips the softmax): same text, no "score".
     let greedy = translate(&model, &lines, &["--beam", "1"]);
     let served: Vec<(usize, String)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
@@ -125,9 +126,13 @@ fn served_translations_equal_seqkd_translate_under_concurrency() {
                     (c..lines.len())
                         .step_by(8)
                         .map(|i| {
-                            let r = server.post("/v1/translate", json!({ "text": lines[i], "beam": 1 }));
+                            let scores = c % 2 == 0;
+                            let body = json!({ "text": lines[i], "beam": 1, "scores": scores });
+                            let r = server.post("/v1/translate", body);
                             assert_eq!(r.status, 200, "{}", r.text());
-                            (i, r.json()["translations"][0]["text"].as_str().unwrap().to_string())
+                            let t = &r.json()["translations"][0];
+                            assert_eq!(t.get("score").is_some(), scores, "{t}");
+                            (i, t["text"].as_str().unwrap().to_string())
                         })
                         .collect::<Vec<_>>()
                 })
@@ -274,6 +279,7 @@ fn bad_input_gets_a_4xx_that_says_what_to_fix() {
         (server.post("/v1/translate", json!({ "text": "a", "beam": 9 })), 400, "beam 9 is outside 1..=5"),
         (server.post("/v1/translate", json!({ "text": "a", "beam": 2, "nbest": 3 })), 400, "nbest 3"),
         (server.post("/v1/translate", json!({ "text": "a", "beam": -1 })), 400, "non-negative integer"),
+        (server.post("/v1/translate", json!({ "text": "a", "scores": 1 })), 400, "not true or false"),
         (server.post("/translate", json!({ "q": "a", "source": "en" })), 400, "missing \"target\""),
         (client::get(server.addr, "/nope").unwrap(), 404, "no such endpoint"),
     ];
@@ -349,4 +355,40 @@ fn sigterm_finishes_in_flight_requests_then_exits_0() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["translations"].as_array().unwrap().len(), 2);
     assert!(std::net::TcpStream::connect(server.addr).is_err(), "still accepting after SIGTERM");
+}
+
+#[test]
+fn bench_serve_reports_every_round_without_errors_or_mismatches() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = model(dir.path());
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, sources(40).join("\n") + "\n").unwrap();
+    for extra in [&[][..], &["--connection-per-request"][..]] {
+        let report = dir.path().join("report.json");
+        let out = Command::new(env!("CARGO_BIN_EXE_seqkd"))
+            .args(["bench-serve", "--clients", "8", "--threads", "1", "--rounds", "2", "--model"])
+            .arg(&model)
+            .arg("--input")
+            .arg(&input)
+            .arg("--out")
+            .arg(&report)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(r["keep_alive"], json!(extra.is_empty()));
+        assert_eq!(r["rounds"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            (r["errors_all_rounds"].as_u64(), r["mismatches_all_rounds"].as_u64()),
+            (Some(0), Some(0))
+        );
+        for phase in ["serve_dynamic_batching", "serve_no_batching"] {
+            assert_eq!(r[phase]["sentences"], json!(40), "{phase}");
+            assert!(r[phase]["p99_ms"].as_f64().unwrap() >= r[phase]["p50_ms"].as_f64().unwrap());
+        }
+        // Without batching every batch is one sentence; with it, concurrent clients share batches.
+        assert_eq!(r["serve_no_batching"]["mean_batch_sentences"], json!(1.0));
+        assert!(r["serve_dynamic_batching"]["mean_batch_sentences"].as_f64().unwrap() > 1.0);
+    }
 }

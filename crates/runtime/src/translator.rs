@@ -121,6 +121,31 @@ pub struct Translator {
     pool: rayon::ThreadPool,
 }
 
+/// What one call decodes with: search settings, hypotheses per sentence, and whether greedy
+/// search computes log-probabilities (beam search always does).
+struct Search<'a> {
+    cfg: &'a DecodeConfig,
+    nbest: usize,
+    scores: bool,
+}
+
+fn search_with<D: Decoder>(
+    model: &D,
+    rows: &[&[u32]],
+    search: &Search,
+    threads: Threads,
+) -> Vec<Vec<Hypothesis>> {
+    let cfg = search.cfg;
+    let max_lens: Vec<usize> = rows.iter().map(|r| max_output_len(cfg, r.len())).collect();
+    let (beam, lp) = (cfg.beam_size, cfg.length_penalty);
+    if beam <= 1 {
+        greedy(model, rows, &max_lens, lp, threads, search.scores).into_iter().map(|h| vec![h]).collect()
+    } else {
+        let stopping = if cfg.hf_stopping { Stopping::Transformers } else { Stopping::Seqkd };
+        beam_search_with(model, rows, &max_lens, beam, lp, search.nbest, threads, stopping)
+    }
+}
+
 impl Translator {
     /// Loads `dir` to run on `threads` threads (0 = all cores).
     pub fn load(
@@ -148,31 +173,34 @@ impl Translator {
         on_batch: impl FnMut(usize),
     ) -> Result<Vec<Vec<Hypothesis>>, VocabError> {
         let ids = self.vocab.encode_src_batch(srcs)?;
-        Ok(self.translate_ids(&ids, &self.cfg, nbest, on_batch))
+        Ok(self.translate_ids(&ids, &self.cfg, nbest, self.scores, on_batch))
     }
 
     /// [`translate`](Self::translate) for sources already encoded, with search settings `cfg`
-    /// instead of the model's (a server's per-request beam size, say).
+    /// instead of the model's (a server's per-request beam size, say) and `scores` instead of
+    /// [`Self::scores`].
     pub fn translate_ids(
         &self,
         ids: &[Vec<u32>],
         cfg: &DecodeConfig,
         nbest: usize,
+        scores: bool,
         mut on_batch: impl FnMut(usize),
     ) -> Vec<Vec<Hypothesis>> {
+        let search = Search { cfg, nbest, scores };
         decode_in_batches(ids, cfg, &mut on_batch, |rows| {
-            self.pool.install(|| self.decode_batch(rows, cfg, nbest))
+            self.pool.install(|| self.decode_batch(rows, &search))
         })
     }
 
     /// One batch. Sentences are independent: given enough of them, each thread decodes its own
-    /// share (every T-th sentence of the length-sorted batch, so shares have similar lengths) with single-threaded
-    /// kernels, which scales better than splitting every small matrix product; a few sentences
-    /// (one at a time, a beam) share each product across the threads instead.
-    fn decode_batch(&self, rows: &[&[u32]], cfg: &DecodeConfig, nbest: usize) -> Vec<Vec<Hypothesis>> {
+    /// share (every T-th sentence of the length-sorted batch, so shares have similar lengths) with
+    /// single-threaded kernels, which scales better than splitting every small matrix product; a
+    /// few sentences (one at a time, a beam) share each product across the threads instead.
+    fn decode_batch(&self, rows: &[&[u32]], search: &Search) -> Vec<Vec<Hypothesis>> {
         let threads = self.pool.current_num_threads();
         if threads < 2 || rows.len() < 2 * threads {
-            return self.search(rows, cfg, nbest, Threads(threads));
+            return self.search(rows, search, Threads(threads));
         }
         let shares: Vec<Vec<usize>> =
             (0..threads).map(|t| (t..rows.len()).step_by(threads).collect()).collect();
@@ -180,7 +208,7 @@ impl Translator {
             .par_iter()
             .map(|share| {
                 let sub: Vec<&[u32]> = share.iter().map(|&i| rows[i]).collect();
-                self.search(&sub, cfg, nbest, Threads(1))
+                self.search(&sub, search, Threads(1))
             })
             .collect();
         let mut out = vec![Vec::new(); rows.len()];
@@ -192,34 +220,10 @@ impl Translator {
         out
     }
 
-    fn search(
-        &self,
-        rows: &[&[u32]],
-        cfg: &DecodeConfig,
-        nbest: usize,
-        threads: Threads,
-    ) -> Vec<Vec<Hypothesis>> {
+    fn search(&self, rows: &[&[u32]], search: &Search, threads: Threads) -> Vec<Vec<Hypothesis>> {
         match &self.model {
-            NativeModel::Transformer(m) => self.search_with(m, rows, cfg, nbest, threads),
-            NativeModel::Lstm(m) => self.search_with(m, rows, cfg, nbest, threads),
-        }
-    }
-
-    fn search_with<D: Decoder>(
-        &self,
-        model: &D,
-        rows: &[&[u32]],
-        cfg: &DecodeConfig,
-        nbest: usize,
-        threads: Threads,
-    ) -> Vec<Vec<Hypothesis>> {
-        let max_lens: Vec<usize> = rows.iter().map(|r| max_output_len(cfg, r.len())).collect();
-        let (beam, lp) = (cfg.beam_size, cfg.length_penalty);
-        if beam <= 1 {
-            greedy(model, rows, &max_lens, lp, threads, self.scores).into_iter().map(|h| vec![h]).collect()
-        } else {
-            let stopping = if cfg.hf_stopping { Stopping::Transformers } else { Stopping::Seqkd };
-            beam_search_with(model, rows, &max_lens, beam, lp, nbest, threads, stopping)
+            NativeModel::Transformer(m) => search_with(m, rows, search, threads),
+            NativeModel::Lstm(m) => search_with(m, rows, search, threads),
         }
     }
 

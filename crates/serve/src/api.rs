@@ -146,6 +146,14 @@ fn count(body: &Map<String, Value>, field: &str) -> Result<Option<usize>, ApiErr
     }
 }
 
+fn boolean(body: &Map<String, Value>, field: &str) -> Result<Option<bool>, ApiError> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(other) => Err(ApiError::bad(format!("\"{field}\" is {}, not true or false", kind(other)))),
+    }
+}
+
 fn string<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
@@ -257,23 +265,37 @@ impl Service {
     }
 }
 
-/// `POST /v1/translate` `{"text": "..." | [...], "beam": K, "nbest": N}` →
+/// `POST /v1/translate` `{"text": "..." | [...], "beam": K, "nbest": N, "scores": bool}` →
 /// `{"translations": [{"text", "score"[, "nbest": [{"text", "score"}, ...]]}, ...]}`; `score` is
-/// the length-normalised log-probability `seqkd translate --nbest` prints.
+/// the length-normalised log-probability `seqkd translate --nbest` prints. With `"scores": false`
+/// (default true) there is no `score`, and greedy search skips the softmax over the vocabulary.
 pub async fn v1_translate(
     State(s): State<Arc<Service>>,
     body: Result<Json<Value>, JsonRejection>,
 ) -> Response {
     let r = async {
         let body = object(body?.0)?;
-        if let Some(unknown) = body.keys().find(|k| !["text", "beam", "nbest"].contains(&k.as_str())) {
-            return Err(ApiError::bad(format!("unknown field \"{unknown}\" (fields: text, beam, nbest)")));
+        let fields = ["text", "beam", "nbest", "scores"];
+        if let Some(unknown) = body.keys().find(|k| !fields.contains(&k.as_str())) {
+            return Err(ApiError::bad(format!(
+                "unknown field \"{unknown}\" (fields: {})",
+                fields.join(", ")
+            )));
         }
         let (texts, _) = sentences(&body, "text")?;
         let nbest = count(&body, "nbest")?.unwrap_or(1);
         let beam = count(&body, "beam")?.unwrap_or(s.default_beam.max(nbest));
-        let out = s.translate("v1/translate", &texts, Options { beam, nbest }).await?;
-        let item = |h: &Hypothesis| json!({ "text": s.text(h), "score": h.normalized_score });
+        let scores = boolean(&body, "scores")?.unwrap_or(true);
+        // Beam search scores anyway: such requests share batches whatever they asked.
+        let options = Options { beam, nbest, scores: scores || beam > 1 };
+        let out = s.translate("v1/translate", &texts, options).await?;
+        let item = |h: &Hypothesis| {
+            let mut item = json!({ "text": s.text(h) });
+            if scores {
+                item["score"] = json!(h.normalized_score);
+            }
+            item
+        };
         let translations: Vec<Value> = out
             .hypotheses
             .iter()
@@ -353,7 +375,8 @@ pub async fn libre_translate(State(s): State<Arc<Service>>, req: Request) -> Res
         let alternatives = count(&body, "alternatives")?.unwrap_or(0);
         let nbest = alternatives + 1;
         let beam = s.default_beam.max(nbest);
-        let out = s.translate("translate", &texts, Options { beam, nbest }).await?;
+        // LibreTranslate returns no scores: greedy search need not compute them.
+        let out = s.translate("translate", &texts, Options { beam, nbest, scores: beam > 1 }).await?;
         let best: Vec<Value> = out.hypotheses.iter().map(|h| Value::String(s.text(&h[0]))).collect();
         let alts: Vec<Value> = out
             .hypotheses

@@ -1,10 +1,17 @@
 //! Dynamic batching: the sentences of concurrent requests decoded together.
 //!
 //! Request handlers [`Batcher::submit`] a job (its encoded sentences and search options) and await
-//! its reply. One decoding thread takes the jobs in arrival order: once the oldest has waited
-//! `max_wait`, or the queue holds `max_batch_tokens` source tokens, it decodes every queued job
+//! its reply. One decoding thread takes the jobs in arrival order and decodes every queued job
 //! with the oldest's options that fits the budget as one batch (the decoder splits a batch further
-//! by source length), and sends each job its own hypotheses, in its own order.
+//! by source length), then sends each job its own hypotheses, in its own order.
+//!
+//! When to start a batch: at once when the queue holds `max_batch_tokens` source tokens, or as
+//! many jobs as are expected back: the jobs that were waiting when the last batch finished plus
+//! the callers that batch just answered (clients that wait for each answer send their next
+//! request right away; a lone client's requests thus never wait). Otherwise when the oldest job
+//! has waited `max_wait`, counted from when the decoder became free if that is later. Counting
+//! from arrival instead would split closed-loop clients into two alternating half batches: the
+//! jobs that arrived during a decode would always start without the ones just answered.
 //!
 //! Bounds: at most `max_queue_sentences` sentences wait; past that a job is refused at once
 //! ([`Refused::Overloaded`], the server's 503), so memory stays bounded under any load. A job whose
@@ -27,6 +34,8 @@ use crate::metrics::Metrics;
 pub struct Options {
     pub beam: usize,
     pub nbest: usize,
+    /// Whether greedy search computes log-probabilities (beam search always does).
+    pub scores: bool,
 }
 
 /// Decodes a batch of encoded sources with `options`: the n-best lists, in input order.
@@ -73,12 +82,22 @@ struct Job {
     reply: oneshot::Sender<Result<Reply, Refused>>,
 }
 
-#[derive(Default)]
 struct Queue {
     jobs: VecDeque<Job>,
     sentences: usize,
     tokens: usize,
     closed: bool,
+    /// When the decoder last became free, and how many jobs it expects back by then.
+    free_since: Instant,
+    expected_jobs: usize,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        let (jobs, sentences, tokens, closed) = (VecDeque::new(), 0, 0, false);
+        // Nothing is known before the first batch: it waits `max_wait` for company.
+        Self { jobs, sentences, tokens, closed, free_since: Instant::now(), expected_jobs: usize::MAX }
+    }
 }
 
 struct Shared {
@@ -159,6 +178,14 @@ fn decode_loop(shared: &Shared, decode: &DecodeFn) {
     }
 }
 
+/// The decoder is free and about to answer `answered` jobs: counted before any answer goes out,
+/// since a caller may send its next job before the answers to the others are sent.
+fn decoder_free(shared: &Shared, answered: usize) {
+    let mut q = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+    q.free_since = Instant::now();
+    q.expected_jobs = q.jobs.len() + answered;
+}
+
 /// Waits for the next batch: `None` once the queue is closed and empty.
 fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
     let limits = shared.limits;
@@ -188,8 +215,8 @@ fn next_batch(shared: &Shared) -> Option<Vec<Job>> {
             q = shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
             continue;
         };
-        let waited = oldest.arrived.elapsed();
-        let full = q.tokens >= limits.max_batch_tokens;
+        let waited = oldest.arrived.max(q.free_since).elapsed();
+        let full = q.tokens >= limits.max_batch_tokens || q.jobs.len() >= q.expected_jobs;
         if limits.batching && !full && !q.closed && waited < limits.max_wait {
             let (guard, _) =
                 shared.wake.wait_timeout(q, limits.max_wait - waited).unwrap_or_else(|e| e.into_inner());
@@ -228,6 +255,7 @@ fn run_batch(shared: &Shared, decode: &DecodeFn, batch: Vec<Job>) {
     let start = Instant::now();
     let result = catch_unwind(AssertUnwindSafe(|| decode(&sentences, options)));
     let took = start.elapsed();
+    decoder_free(shared, batch.len());
     shared.metrics.batch_sentences.observe(sentences.len() as f64);
     shared.metrics.decode_seconds.observe(took.as_secs_f64());
     let mut hypotheses = match result {
@@ -303,7 +331,7 @@ mod tests {
         rx.blocking_recv().expect("a reply")
     }
 
-    const ONE: Options = Options { beam: 1, nbest: 1 };
+    const ONE: Options = Options { beam: 1, nbest: 1, scores: true };
 
     #[test]
     fn concurrent_jobs_share_a_batch_and_get_their_own_results_in_order() {
@@ -311,13 +339,44 @@ mod tests {
         let b = Batcher::start(limits(true), Arc::new(Metrics::new()), echo(sizes.clone(), Duration::ZERO));
         let a = b.submit(vec![vec![1, 2], vec![3]], ONE).unwrap();
         let c = b.submit(vec![vec![4]], ONE).unwrap();
-        let d = b.submit(vec![vec![5]], Options { beam: 2, nbest: 1 }).unwrap();
+        let d = b.submit(vec![vec![5]], Options { beam: 2, nbest: 1, scores: true }).unwrap();
         let tokens = |r: Reply| r.hypotheses.iter().map(|h| h[0].tokens.clone()).collect::<Vec<_>>();
         assert_eq!(tokens(wait(a).unwrap()), vec![vec![1, 2], vec![3]]);
         assert_eq!(tokens(wait(c).unwrap()), vec![vec![4]]);
         // Other options: a batch of its own, decoded with them.
         assert_eq!(tokens(wait(d).unwrap()), vec![vec![10]]);
         assert_eq!(*sizes.lock().unwrap(), vec![3, 1]);
+    }
+
+    #[test]
+    fn clients_answered_by_a_batch_start_the_next_one_without_waiting() {
+        let sizes = Arc::new(Mutex::new(vec![]));
+        let max_wait = Duration::from_millis(300);
+        let b = Arc::new(Batcher::start(
+            BatchLimits { max_wait, ..limits(true) },
+            Arc::new(Metrics::new()),
+            echo(sizes.clone(), Duration::from_millis(10)),
+        ));
+        let start = Instant::now();
+        // Two closed-loop clients: each sends its next job as soon as the last is answered.
+        let clients: Vec<_> = (0..2)
+            .map(|c| {
+                let b = Arc::clone(&b);
+                std::thread::spawn(move || {
+                    for i in 0..3 {
+                        let tokens =
+                            &wait(b.submit(vec![vec![c * 10 + i]], ONE).unwrap()).unwrap().hypotheses;
+                        assert_eq!(tokens[0][0].tokens, vec![c * 10 + i]);
+                    }
+                })
+            })
+            .collect();
+        for c in clients {
+            c.join().unwrap();
+        }
+        // Only the first batch waits for company; the others start once both clients are back.
+        assert_eq!(*sizes.lock().unwrap(), vec![2, 2, 2]);
+        assert!(start.elapsed() < 2 * max_wait, "took {:?}", start.elapsed());
     }
 
     #[test]

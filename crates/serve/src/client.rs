@@ -1,5 +1,6 @@
-//! A minimal blocking HTTP/1.1 client over one TCP connection per request, for the load benchmark
-//! and the tests. Written by hand on purpose: the tests must send what real clients' libraries
+//! A minimal blocking HTTP/1.1 client for the load benchmark and the tests: one TCP connection
+//! per request ([`request`]), or one kept alive across requests ([`Connection`]), as a client
+//! library's session does. Written by hand on purpose: the tests must send what real clients' libraries
 //! refuse to (invalid UTF-8, a body that stalls, a connection dropped mid-request), and the
 //! benchmark's 64 clients should cost the 2 cores they share with the server as little as possible.
 
@@ -73,6 +74,70 @@ pub fn post_json(addr: SocketAddr, path: &str, body: &serde_json::Value) -> std:
 
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     request(addr, "GET", path, "text/plain", b"")
+}
+
+/// One keep-alive connection: requests go one after another over the same socket.
+pub struct Connection {
+    stream: TcpStream,
+    addr: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl Connection {
+    pub fn open(addr: SocketAddr) -> std::io::Result<Self> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(Self { stream, addr, buf: Vec::new() })
+    }
+
+    /// POSTs `body` as JSON and reads the response, which must carry a Content-Length.
+    pub fn post_json(&mut self, path: &str, body: &serde_json::Value) -> std::io::Result<Response> {
+        let body = body.to_string();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            body.len()
+        );
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body.as_bytes());
+        self.stream.write_all(&request)?;
+        self.read_response()
+    }
+
+    fn read_response(&mut self) -> std::io::Result<Response> {
+        let bad = |why: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string());
+        let mut chunk = [0u8; 8192];
+        let head_end = loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            self.fill(&mut chunk)?;
+        };
+        let head = parse(&self.buf[..head_end]).ok_or_else(|| bad("malformed HTTP response head"))?;
+        let length: usize = head
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| bad("keep-alive response without Content-Length"))?;
+        while self.buf.len() < head_end + length {
+            self.fill(&mut chunk)?;
+        }
+        let body = self.buf[head_end..head_end + length].to_vec();
+        self.buf.drain(..head_end + length);
+        Ok(Response { body, ..head })
+    }
+
+    fn fill(&mut self, chunk: &mut [u8]) -> std::io::Result<()> {
+        let n = self.stream.read(chunk)?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "server closed the connection",
+            ));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
 }
 
 fn parse(raw: &[u8]) -> Option<Response> {

@@ -59,8 +59,6 @@ impl Service {
         limits: RequestLimits,
         langs: (String, String),
     ) -> Self {
-        let mut translator = translator;
-        translator.scores = true;
         let metrics = Arc::new(Metrics::new());
         let vocab = translator.vocab.clone();
         let default_beam = translator.cfg.beam_size;
@@ -68,7 +66,7 @@ impl Service {
         let decode = Arc::new(move |ids: &[Vec<u32>], o: Options| {
             let mut cfg = translator.cfg.clone();
             cfg.beam_size = o.beam;
-            translator.translate_ids(ids, &cfg, o.nbest, |_| {})
+            translator.translate_ids(ids, &cfg, o.nbest, o.scores, |_| {})
         });
         let batcher = Batcher::start(batching, Arc::clone(&metrics), decode);
         Self { batcher, vocab, metrics, limits, default_beam, langs }
