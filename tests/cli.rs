@@ -459,13 +459,31 @@ fn seq_kd_killed_and_rerun_and_sharded_all_equal_the_uninterrupted_output() {
     assert_eq!(expected.lines().count(), 400);
     assert!(expected.lines().all(|l| !l.trim().is_empty()));
 
-    // Killed after 3 of its 20 chunks, then rerun: the same file, no line lost or repeated.
+    // The native engine (the default) and libtorch write the same corpus, Seq-KD and Seq-Inter.
+    let torch = dir.path().join("torch.syn");
+    let out = seqkd(&pass(&torch, &["--engine", "torch"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&torch).unwrap(), expected);
+    let inter = |engine: &str| {
+        let out_path = dir.path().join(format!("inter-{engine}.syn"));
+        let args = ["distill", "seq-inter", "--teacher", p(&teacher), "--src", p(&src), "--tgt", p(&tgt)];
+        let rest = ["--out", p(&out_path), "--beam", "8", "--threads", "1", "--quiet", "--engine", engine];
+        let out = seqkd(&args.iter().chain(&rest).copied().collect::<Vec<_>>());
+        assert!(out.status.success(), "{}", stderr(&out));
+        std::fs::read_to_string(&out_path).unwrap()
+    };
+    let (native, torch) = (inter("native"), inter("torch"));
+    assert_eq!(native.lines().count(), 400);
+    assert_eq!(native, torch);
+
+    // Killed after 3 of its 20 chunks, then rerun (with the other engine): the same file, no line
+    // lost or repeated.
     let killed = dir.path().join("killed.syn");
     let child = Command::new(env!("CARGO_BIN_EXE_seqkd")).args(pass(&killed, &[])).spawn().unwrap();
     let progress = dir.path().join("killed.syn.progress");
     kill_when(child, "3 chunks", || chunks_done(&progress) >= 3);
     assert!(!killed.exists(), "an interrupted pass must not leave a complete-looking output");
-    let rerun = seqkd(&pass(&killed, &[]).iter().map(String::as_str).collect::<Vec<_>>());
+    let rerun = seqkd(&pass(&killed, &["--engine", "torch"]).iter().map(String::as_str).collect::<Vec<_>>());
     assert!(rerun.status.success(), "{}", stderr(&rerun));
     assert!(stderr(&rerun).contains("400 sentences;"), "{}", stderr(&rerun));
     assert_eq!(std::fs::read_to_string(&killed).unwrap(), expected);

@@ -7,7 +7,7 @@ use anyhow::Context;
 use seqkd_nmt::config::DecodeConfig;
 use seqkd_nmt::distill::topk_store::ProbPrecision;
 use seqkd_nmt::distill::word_kd::{write_topk_store, TopkOptions};
-use seqkd_nmt::distill::{seq_inter, seq_kd, PassOptions, PassStats};
+use seqkd_nmt::distill::{seq_inter, seq_kd, Engine, PassOptions, PassStats};
 use seqkd_nmt::model_dir::LoadedModel;
 use seqkd_text::corpus::{read_lines, LineLimits};
 use seqkd_text::resumable::{merge_shards, Shard};
@@ -45,12 +45,22 @@ pub struct PassArgs {
     pub batch_tokens: Option<usize>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// libtorch intra-op threads (0 = its default).
+    /// Decoding threads (0 = the engine's default: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: i32,
+    /// What decodes the beam passes (seq-kd, seq-inter): the native CPU runtime (the same corpus as
+    /// libtorch's, about twice as fast) or libtorch (needed for --device cuda). topk always uses libtorch.
+    #[arg(long, value_enum, default_value_t = PassEngine::Native)]
+    pub engine: PassEngine,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PassEngine {
+    Native,
+    Torch,
 }
 
 #[derive(Debug, clap::Args)]
@@ -161,6 +171,7 @@ fn prepare(
     shard: Shard,
 ) -> anyhow::Result<(LoadedModel, Vec<String>, DecodeConfig, PassOptions)> {
     anyhow::ensure!(beam >= 1, "--beam must be >= 1");
+    anyhow::ensure!(pass.threads >= 0, "--threads must be >= 0");
     if pass.threads > 0 {
         tch::set_num_threads(pass.threads);
     }
@@ -173,7 +184,18 @@ fn prepare(
         anyhow::ensure!(bt >= 1, "--batch-tokens must be >= 1");
         decode.batch_tokens = bt;
     }
-    let opts = PassOptions { chunk_sentences: pass.chunk, shard, progress: !pass.quiet };
+    let engine = match pass.engine {
+        PassEngine::Native => {
+            anyhow::ensure!(
+                device == tch::Device::Cpu,
+                "--engine native runs on the CPU only (got --device {}): use --engine torch",
+                pass.device
+            );
+            Engine::Native { threads: pass.threads as usize }
+        }
+        PassEngine::Torch => Engine::Torch,
+    };
+    let opts = PassOptions { chunk_sentences: pass.chunk, shard, progress: !pass.quiet, engine };
     Ok((teacher, srcs, decode, opts))
 }
 

@@ -25,7 +25,9 @@ use seqkd_text::resumable::{check_complete, JobRecord, ResumableOutput, Shard};
 use seqkd_text::fnv::Fnv1a;
 
 use crate::config::DecodeConfig;
-use crate::decode::Translator;
+use seqkd_runtime::translator::{Precision, Translator as NativeTranslator};
+
+use crate::decode::{Hypothesis, Translator};
 use crate::error::Error;
 use crate::model_dir::{LoadedModel, BEST_FILE};
 
@@ -37,12 +39,26 @@ pub struct PassOptions {
     pub shard: Shard,
     /// Show a progress bar with sentences/s and ETA.
     pub progress: bool,
+    /// What decodes the beam passes (Seq-KD, Seq-Inter).
+    pub engine: Engine,
 }
 
 impl Default for PassOptions {
     fn default() -> Self {
-        Self { chunk_sentences: 1000, shard: Shard::default(), progress: false }
+        Self { chunk_sentences: 1000, shard: Shard::default(), progress: false, engine: Engine::Torch }
     }
+}
+
+/// The engine of a beam pass. Both apply the same search rules to the same weights, so an f32
+/// pass writes the same corpus with either (tests/distill.rs checks it line for line), and a pass
+/// may be resumed with the other engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// libtorch, on the teacher's device.
+    Torch,
+    /// seqkd's native CPU runtime (crates/runtime) with this many threads (0 = all cores): f32 as
+    /// stored, about twice libtorch's speed on CPU (docs/runtime.md).
+    Native { threads: usize },
 }
 
 /// What one run of a pass did.
@@ -192,12 +208,49 @@ pub(crate) fn text_hash(lines: &[String]) -> u64 {
     h.finish()
 }
 
+/// The n-best lists of sentences, from either engine.
+type BeamFn<'a> = Box<dyn Fn(&[String]) -> Result<Vec<Vec<Hypothesis>>, Error> + 'a>;
+
+/// The teacher (loaded from `teacher_dir`) as `opts.engine` decodes it with `decode`.
+fn beam_engine<'a>(
+    teacher: &'a LoadedModel,
+    teacher_dir: &Path,
+    decode: &DecodeConfig,
+    nbest: usize,
+    engine: Engine,
+) -> Result<BeamFn<'a>, Error> {
+    let device = teacher.vs.device();
+    match engine {
+        Engine::Torch => {
+            let t = Translator { model: &teacher.model, vocab: &teacher.vocab, cfg: decode.clone(), device };
+            Ok(Box::new(move |srcs| Ok(t.translate(srcs, nbest, |_| {})?)))
+        }
+        Engine::Native { threads } => {
+            if device != tch::Device::Cpu {
+                return Err(Error::Invalid(format!(
+                    "the native engine runs on the CPU only (the teacher is on {device:?}): use --engine torch"
+                )));
+            }
+            let mut t =
+                NativeTranslator::load(teacher_dir, None, Precision::AsStored, threads).map_err(|e| {
+                    Error::Invalid(format!(
+                        "the native engine cannot load the teacher {} ({e}): use --engine torch",
+                        teacher_dir.display()
+                    ))
+                })?;
+            t.cfg = decode.clone();
+            Ok(Box::new(move |srcs| Ok(t.translate(srcs, nbest, |_| {})?)))
+        }
+    }
+}
+
 /// Beam search over `srcs` with the teacher, choosing one hypothesis text per sentence with
 /// `choose(index, nbest_texts)`; writes one line per source line. Shared by Seq-KD and Seq-Inter;
 /// `job` is the pass's [`beam_job`].
 #[allow(clippy::too_many_arguments)] // internal: each caller passes its own arguments straight through
 pub(crate) fn beam_pass(
     teacher: &LoadedModel,
+    teacher_dir: &Path,
     srcs: &[String],
     decode: &DecodeConfig,
     nbest: usize,
@@ -206,11 +259,10 @@ pub(crate) fn beam_pass(
     opts: &PassOptions,
     mut choose: impl FnMut(usize, &[String]) -> String,
 ) -> Result<PassStats, Error> {
-    let device = teacher.vs.device();
-    let translator = Translator { model: &teacher.model, vocab: &teacher.vocab, cfg: decode.clone(), device };
+    let translate = beam_engine(teacher, teacher_dir, decode, nbest, opts.engine)?;
     run_pass(out, job, srcs.len(), opts, Vec::new, |range| {
         let start = range.start;
-        let hyps = translator.translate(&srcs[range], nbest, |_| {})?;
+        let hyps = translate(&srcs[range])?;
         let mut bytes = Vec::new();
         for (i, nbest) in hyps.iter().enumerate() {
             let texts: Vec<String> =

@@ -38,7 +38,7 @@ pub fn seq_inter(
     }
     let mut scorer = SentenceBleu::new(BleuConfig::sentence()).expect("sentence BLEU config is valid");
     let job = job(teacher_dir, srcs, refs, decode)?;
-    beam_pass(teacher, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
+    beam_pass(teacher, teacher_dir, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
         let best = closest_to_reference(&mut scorer, texts, &refs[i]);
         best.map(|b| texts[b].clone()).unwrap_or_else(|| refs[i].clone())
     })

@@ -40,7 +40,7 @@ pub fn seq_kd(
         }
     }
     let job = job(teacher_dir, srcs, refs.is_some(), decode)?;
-    beam_pass(teacher, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
+    beam_pass(teacher, teacher_dir, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
         choose_teacher_best(texts, refs.map(|r| r[i].as_str()))
     })
 }
