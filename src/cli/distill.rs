@@ -12,6 +12,8 @@ use seqkd_nmt::model_dir::LoadedModel;
 use seqkd_text::corpus::{read_lines, LineLimits};
 use seqkd_text::resumable::{merge_shards, Shard};
 
+use super::translate::Engine as TranslateEngine;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Seq-KD (§3.2): the teacher's beam translation of every source line, as a new target file.
@@ -49,18 +51,12 @@ pub struct PassArgs {
     #[arg(long, default_value_t = 0)]
     pub threads: i32,
     /// What decodes the beam passes (seq-kd, seq-inter): the native CPU runtime (the same corpus as
-    /// libtorch's, about twice as fast) or libtorch (needed for --device cuda). topk always uses libtorch.
-    #[arg(long, value_enum, default_value_t = PassEngine::Native)]
-    pub engine: PassEngine,
+    /// libtorch's) or libtorch (needed for --device cuda). topk always uses libtorch.
+    #[arg(long, value_enum, default_value_t = TranslateEngine::Native)]
+    pub engine: TranslateEngine,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PassEngine {
-    Native,
-    Torch,
 }
 
 #[derive(Debug, clap::Args)]
@@ -184,16 +180,10 @@ fn prepare(
         anyhow::ensure!(bt >= 1, "--batch-tokens must be >= 1");
         decode.batch_tokens = bt;
     }
+    // The beam passes refuse the native engine for a teacher off the CPU; topk ignores it.
     let engine = match pass.engine {
-        PassEngine::Native => {
-            anyhow::ensure!(
-                device == tch::Device::Cpu,
-                "--engine native runs on the CPU only (got --device {}): use --engine torch",
-                pass.device
-            );
-            Engine::Native { threads: pass.threads as usize }
-        }
-        PassEngine::Torch => Engine::Torch,
+        TranslateEngine::Native => Engine::Native { threads: pass.threads as usize },
+        TranslateEngine::Torch => Engine::Torch,
     };
     let opts = PassOptions { chunk_sentences: pass.chunk, shard, progress: !pass.quiet, engine };
     Ok((teacher, srcs, decode, opts))

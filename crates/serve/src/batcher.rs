@@ -94,9 +94,15 @@ struct Queue {
 
 impl Default for Queue {
     fn default() -> Self {
-        let (jobs, sentences, tokens, closed) = (VecDeque::new(), 0, 0, false);
-        // Nothing is known before the first batch: it waits `max_wait` for company.
-        Self { jobs, sentences, tokens, closed, free_since: Instant::now(), expected_jobs: usize::MAX }
+        Self {
+            jobs: VecDeque::new(),
+            sentences: 0,
+            tokens: 0,
+            closed: false,
+            free_since: Instant::now(),
+            // Nothing is known before the first batch: it waits `max_wait` for company.
+            expected_jobs: usize::MAX,
+        }
     }
 }
 

@@ -94,15 +94,7 @@ fn drive(addr: SocketAddr, lines: &[String], expected: &[String], cfg: &BenchCon
                     // No scores, as `seqkd translate` computes none by default.
                     let body = json!({ "text": lines[i], "beam": cfg.beam, "scores": false });
                     let r = if cfg.keep_alive {
-                        let r = match conn.take() {
-                            Some(c) => Ok(c),
-                            None => client::Connection::open(addr),
-                        }
-                        .and_then(|mut c| c.post_json("/v1/translate", &body).map(|r| (c, r)));
-                        r.map(|(c, r)| {
-                            conn = Some(c);
-                            r
-                        })
+                        post_kept_alive(&mut conn, addr, &body)
                     } else {
                         client::post_json(addr, "/v1/translate", &body)
                     };
@@ -141,6 +133,24 @@ fn drive(addr: SocketAddr, lines: &[String], expected: &[String], cfg: &BenchCon
     (load, results.len())
 }
 
+/// POSTs `body` over `conn`, opened on first use; a connection that failed is dropped, so the
+/// next request opens a new one.
+fn post_kept_alive(
+    conn: &mut Option<client::Connection>,
+    addr: SocketAddr,
+    body: &Value,
+) -> std::io::Result<client::Response> {
+    let c = match conn {
+        Some(c) => c,
+        None => conn.insert(client::Connection::open(addr)?),
+    };
+    let r = c.post_json("/v1/translate", body);
+    if r.is_err() {
+        *conn = None;
+    }
+    r
+}
+
 /// Mean sentences per decoded batch and seconds spent decoding, from the service's histograms.
 fn batch_stats(service: &Service) -> (f64, f64) {
     let text = service.metrics.render();
@@ -167,15 +177,11 @@ fn with_server<T>(service: Service, f: impl FnOnce(SocketAddr, &Service) -> T) -
     Ok(out)
 }
 
-/// (1): `lines` translated in batches; the translations and sentences/s.
+/// (1): `lines` translated in batches by `batch`; the translations and sentences/s.
 fn translate_batched(
-    model: &Path,
+    batch: &Translator,
     lines: &[String],
-    cfg: &BenchConfig,
 ) -> Result<(Vec<String>, f64), Box<dyn std::error::Error>> {
-    let mut batch = Translator::load(model, None, cfg.precision, cfg.threads)?;
-    batch.cfg.beam_size = cfg.beam;
-    batch.scores = false;
     let start = Instant::now();
     let out = batch
         .translate(lines, 1, |_| {})?
@@ -215,10 +221,13 @@ fn serve_phase(
 
 /// Runs the phases on `lines`; the report as JSON.
 pub fn run(model: &Path, lines: &[String], cfg: &BenchConfig) -> Result<Value, Box<dyn std::error::Error>> {
+    let mut batch = Translator::load(model, None, cfg.precision, cfg.threads)?;
+    batch.cfg.beam_size = cfg.beam;
+    batch.scores = false;
     let mut rounds = Vec::new();
     let mut expected = Vec::new();
     for _ in 0..cfg.rounds.max(1) {
-        let (translations, batch_rate) = translate_batched(model, lines, cfg)?;
+        let (translations, batch_rate) = translate_batched(&batch, lines)?;
         expected = translations;
         let dynamic = serve_phase(model, lines, &expected, cfg, true)?;
         rounds.push((batch_rate, dynamic));

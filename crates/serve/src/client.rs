@@ -38,17 +38,34 @@ pub fn send(
     content_type: &str,
     body: &[u8],
 ) -> std::io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(addr)?;
+    let mut stream = connect(addr)?;
+    stream.write_all(&request_bytes(addr, method, path, content_type, body, "Connection: close\r\n"))?;
+    Ok(stream)
+}
+
+fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    Ok(stream)
+}
+
+/// A request's bytes: head (with `extra_headers`, each ending in CRLF) and body.
+fn request_bytes(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    extra_headers: &str,
+) -> Vec<u8> {
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra_headers}\r\n",
         body.len()
     );
     let mut request = head.into_bytes();
     request.extend_from_slice(body);
-    stream.write_all(&request)?;
-    Ok(stream)
+    request
 }
 
 /// Reads a whole response (the server closes the connection after it).
@@ -85,22 +102,13 @@ pub struct Connection {
 
 impl Connection {
     pub fn open(addr: SocketAddr) -> std::io::Result<Self> {
-        let stream = TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-        Ok(Self { stream, addr, buf: Vec::new() })
+        Ok(Self { stream: connect(addr)?, addr, buf: Vec::new() })
     }
 
     /// POSTs `body` as JSON and reads the response, which must carry a Content-Length.
     pub fn post_json(&mut self, path: &str, body: &serde_json::Value) -> std::io::Result<Response> {
         let body = body.to_string();
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            self.addr,
-            body.len()
-        );
-        let mut request = head.into_bytes();
-        request.extend_from_slice(body.as_bytes());
+        let request = request_bytes(self.addr, "POST", path, "application/json", body.as_bytes(), "");
         self.stream.write_all(&request)?;
         self.read_response()
     }

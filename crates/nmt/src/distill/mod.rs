@@ -50,14 +50,14 @@ impl Default for PassOptions {
 }
 
 /// The engine of a beam pass. Both apply the same search rules to the same weights, so an f32
-/// pass writes the same corpus with either (tests/distill.rs checks it line for line), and a pass
+/// pass writes the same corpus with either (tests/cli.rs checks it line for line), and a pass
 /// may be resumed with the other engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
     /// libtorch, on the teacher's device.
     Torch,
     /// seqkd's native CPU runtime (crates/runtime) with this many threads (0 = all cores): f32 as
-    /// stored, about twice libtorch's speed on CPU (docs/runtime.md).
+    /// stored (speed against libtorch: docs/distillation.md, "Engines").
     Native { threads: usize },
 }
 
@@ -211,7 +211,7 @@ pub(crate) fn text_hash(lines: &[String]) -> u64 {
 /// The n-best lists of sentences, from either engine.
 type BeamFn<'a> = Box<dyn Fn(&[String]) -> Result<Vec<Vec<Hypothesis>>, Error> + 'a>;
 
-/// The teacher (loaded from `teacher_dir`) as `opts.engine` decodes it with `decode`.
+/// The teacher (loaded from `teacher_dir`) as `engine` decodes it with `decode`.
 fn beam_engine<'a>(
     teacher: &'a LoadedModel,
     teacher_dir: &Path,

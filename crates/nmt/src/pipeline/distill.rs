@@ -19,7 +19,7 @@ use super::context::{topk_file, write_lines, Context, Stage};
 use super::progress::{self, Cost};
 
 /// The beam passes decode on the native runtime when the teacher is on the CPU (the same corpus as
-/// libtorch's, about twice as fast), with the evaluation's threads.
+/// libtorch's, faster), with the evaluation's threads.
 fn pass_options(ctx: &Context) -> PassOptions {
     let on_cpu = matches!(crate::parse_device(&ctx.cfg.teacher.train.device), Ok(tch::Device::Cpu));
     let engine =
