@@ -976,6 +976,68 @@ fn native_engine_translates_like_libtorch_for_transformer_lstm_and_pruned_models
             assert_eq!(text(&single), text(&native));
         }
     }
+    // The teacher-forced top-k of both engines (Word-KD's stored distributions): the same ids and
+    // probabilities to 1e-5, for every architecture; native on 2 threads, in several batches.
+    let (src, tgt) = (dir.path().join("data/train.en"), dir.path().join("data/train.syn"));
+    for model in [&m, &pruned, &lstm, &brnn] {
+        let store = |engine: &str| {
+            let out_path =
+                dir.path().join(format!("{}-{engine}.topk", model.file_name().unwrap().to_str().unwrap()));
+            let out = seqkd(&[
+                "distill",
+                "topk",
+                "--teacher",
+                p(model),
+                "--src",
+                p(&src),
+                "--tgt",
+                p(&tgt),
+                "--out",
+                p(&out_path),
+                "--k",
+                "6",
+                "--precision",
+                "f32",
+                "--batch-tokens",
+                "300",
+                "--threads",
+                "2",
+                "--engine",
+                engine,
+                "--quiet",
+            ]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            seqkd_nmt::distill::topk_store::TopkStore::open(&out_path).unwrap()
+        };
+        let (torch, native) = (store("torch"), store("native"));
+        assert_eq!(torch.header.n_positions, native.header.n_positions);
+        let (mut ti, mut tp, mut ni, mut np) = ([0i64; 6], [0f32; 6], [0i64; 6], [0f32; 6]);
+        let mut swapped = 0;
+        for i in 0..torch.n_sentences() {
+            for j in 0..torch.positions(i) {
+                torch.read(i, j, &mut ti, &mut tp);
+                native.read(i, j, &mut ni, &mut np);
+                for r in 0..6 {
+                    assert!(
+                        (tp[r] - np[r]).abs() <= 1e-5,
+                        "{}: {i}:{j} rank {r}: {tp:?} vs {np:?}",
+                        model.display()
+                    );
+                    // Ids may differ only where two probabilities tie to float rounding.
+                    if ti[r] != ni[r] {
+                        swapped += 1;
+                        let tied = match ni.iter().position(|&id| id == ti[r]) {
+                            Some(s) => (np[s] - tp[r]).abs() <= 1e-5,
+                            // Left out by the other engine: tied with the last entry kept.
+                            None => tp[r] - tp[5] <= 1e-5,
+                        };
+                        assert!(tied, "{}: {i}:{j}: ids {ti:?} vs {ni:?}, {tp:?}", model.display());
+                    }
+                }
+            }
+        }
+        assert!(swapped * 1000 <= torch.header.n_positions as usize * 6, "{swapped} ids swapped");
+    }
     // int8: a quantized directory is about a quarter of the size and decodes like --int8.
     let q = dir.path().join("q");
     let out = seqkd(&["quantize", "--model", p(&m), "--out", p(&q)]);

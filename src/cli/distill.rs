@@ -50,10 +50,10 @@ pub struct PassArgs {
     /// Decoding threads (0 = the engine's default: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: i32,
-    /// What decodes the beam passes (seq-kd, seq-inter): the native CPU runtime (the same corpus as
-    /// libtorch's) or libtorch (needed for --device cuda). topk always uses libtorch.
-    #[arg(long, value_enum, default_value_t = TranslateEngine::Native)]
-    pub engine: TranslateEngine,
+    /// What runs the teacher: the native CPU runtime (the same corpus and top-k as libtorch's) or
+    /// libtorch. Default: native on the CPU, libtorch with --device cuda.
+    #[arg(long, value_enum)]
+    pub engine: Option<TranslateEngine>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -180,10 +180,12 @@ fn prepare(
         anyhow::ensure!(bt >= 1, "--batch-tokens must be >= 1");
         decode.batch_tokens = bt;
     }
-    // The beam passes refuse the native engine for a teacher off the CPU; topk ignores it.
+    // Every pass refuses `--engine native` for a teacher off the CPU.
     let engine = match pass.engine {
-        TranslateEngine::Native => Engine::Native { threads: pass.threads as usize },
-        TranslateEngine::Torch => Engine::Torch,
+        Some(TranslateEngine::Native) => Engine::Native { threads: pass.threads as usize },
+        Some(TranslateEngine::Torch) => Engine::Torch,
+        None if device == tch::Device::Cpu => Engine::Native { threads: pass.threads as usize },
+        None => Engine::Torch,
     };
     let opts = PassOptions { chunk_sentences: pass.chunk, shard, progress: !pass.quiet, engine };
     Ok((teacher, srcs, decode, opts))

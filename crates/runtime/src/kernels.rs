@@ -246,6 +246,18 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
+/// The softmax probabilities of the entries `ids` of `x` (`ids[0]` its maximum, as
+/// [`crate::search`]'s top-k gives them), passed to `f(id, p)` in order; the normaliser is
+/// computed over all of `x`, which is left unchanged.
+pub fn softmax_top(x: &mut [f32], ids: &[usize], mut f: impl FnMut(usize, f32)) {
+    let Some(&first) = ids.first() else { return };
+    let max = x[first];
+    let inv = 1.0 / exp_sum(x, max, false);
+    for &id in ids {
+        f(id, (x[id] - max).exp() * inv);
+    }
+}
+
 /// `log Σ exp(x)`, the normaliser that turns logits into log-probabilities (`x` is unchanged;
 /// it is `&mut` only to share the vectorised loop with [`softmax`]).
 pub fn log_sum_exp(x: &mut [f32]) -> f32 {

@@ -9,6 +9,7 @@
 //! [`Decoder`] (the model seam: encode once, then one step per target token) → [`kernels`].
 
 pub mod dense;
+pub mod forced;
 pub mod format;
 pub mod int8;
 pub mod kernels;

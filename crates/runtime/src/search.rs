@@ -434,7 +434,7 @@ impl BeamSearch {
 }
 
 /// Indices of the `n` largest values, largest first, lower index first among equals.
-fn top_indices(values: &[f32], n: usize) -> Vec<usize> {
+pub(crate) fn top_indices(values: &[f32], n: usize) -> Vec<usize> {
     let mut best: Vec<(f32, usize)> = Vec::with_capacity(n + 1);
     let consider = |i: usize, v: f32, best: &mut Vec<(f32, usize)>| {
         if best.len() < n || v > best[best.len() - 1].0 {

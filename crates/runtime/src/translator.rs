@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use seqkd_text::batching::{BatchConfig, Batcher};
 use seqkd_text::vocab::{Vocab, VocabError};
 
+use crate::forced::{forced_topk, ForcedTopk};
 use crate::format::{
     load_weights, max_output_len, DecodeConfig, FormatError, Hypothesis, ModelConfig, ModelDirConfig,
     BEST_FILE, CONFIG_FILE, VOCAB_FILE,
@@ -198,23 +199,62 @@ impl Translator {
     /// single-threaded kernels, which scales better than splitting every small matrix product; a
     /// few sentences (one at a time, a beam) share each product across the threads instead.
     fn decode_batch(&self, rows: &[&[u32]], search: &Search) -> Vec<Vec<Hypothesis>> {
+        self.in_shares(rows.len(), |share, threads| {
+            let sub: Vec<&[u32]> = share.iter().map(|&i| rows[i]).collect();
+            self.search(&sub, search, threads)
+        })
+    }
+
+    /// `work(share, threads)` over the rows `0..n` of a batch, split as [`Self::decode_batch`]
+    /// describes; its per-row results come back in row order.
+    fn in_shares<T: Send + Default + Clone>(
+        &self,
+        n: usize,
+        work: impl Fn(&[usize], Threads) -> Vec<T> + Sync,
+    ) -> Vec<T> {
         let threads = self.pool.current_num_threads();
-        if threads < 2 || rows.len() < 2 * threads {
-            return self.search(rows, search, Threads(threads));
+        if threads < 2 || n < 2 * threads {
+            return work(&(0..n).collect::<Vec<_>>(), Threads(threads));
         }
-        let shares: Vec<Vec<usize>> =
-            (0..threads).map(|t| (t..rows.len()).step_by(threads).collect()).collect();
-        let results: Vec<Vec<Vec<Hypothesis>>> = shares
-            .par_iter()
-            .map(|share| {
-                let sub: Vec<&[u32]> = share.iter().map(|&i| rows[i]).collect();
-                self.search(&sub, search, Threads(1))
-            })
-            .collect();
-        let mut out = vec![Vec::new(); rows.len()];
-        for (share, hyps) in shares.iter().zip(results) {
-            for (&i, h) in share.iter().zip(hyps) {
-                out[i] = h;
+        let shares: Vec<Vec<usize>> = (0..threads).map(|t| (t..n).step_by(threads).collect()).collect();
+        let results: Vec<Vec<T>> = shares.par_iter().map(|share| work(share, Threads(1))).collect();
+        let mut out = vec![T::default(); n];
+        for (share, part) in shares.iter().zip(results) {
+            for (&i, r) in share.iter().zip(part) {
+                out[i] = r;
+            }
+        }
+        out
+    }
+
+    /// Teacher-forced top-k over (`srcs`, `tgts`) subword ids ([`crate::forced`]), in batches of
+    /// `batch_tokens` padded tokens sorted by source length; results in input order.
+    pub fn forced_topk_ids(
+        &self,
+        srcs: &[Vec<u32>],
+        tgts: &[Vec<u32>],
+        k: usize,
+        temperature: f32,
+        batch_tokens: usize,
+    ) -> Vec<ForcedTopk> {
+        assert_eq!(srcs.len(), tgts.len(), "one target per source");
+        let lengths: Vec<(usize, usize)> = srcs.iter().zip(tgts).map(|(s, t)| (s.len(), t.len())).collect();
+        let batch_cfg = BatchConfig { batch_tokens: batch_tokens.max(1), ..Default::default() };
+        let batcher = Batcher::new(&lengths, batch_cfg).expect("batch_tokens > 0");
+        let mut out = vec![ForcedTopk::default(); srcs.len()];
+        for batch in batcher.by_source_length() {
+            let scored = self.pool.install(|| {
+                self.in_shares(batch.len(), |share, threads| {
+                    let s: Vec<&[u32]> = share.iter().map(|&r| srcs[batch[r]].as_slice()).collect();
+                    let t: Vec<&[u32]> = share.iter().map(|&r| tgts[batch[r]].as_slice()).collect();
+                    match &self.model {
+                        NativeModel::Transformer(m) => forced_topk(m, &s, &t, k, temperature, threads),
+                        NativeModel::Lstm(m) => forced_topk(m, &s, &t, k, temperature, threads),
+                    }
+                })
+            });
+            for (&i, f) in batch.iter().zip(scored) {
+                out[i] = f;
             }
         }
         out

@@ -371,3 +371,49 @@ fn wrong_model_directories_are_clear_errors() {
     let e = error(Translator::load(dir.path(), None, Precision::AsStored, 1).err().unwrap());
     assert!(e.contains("model.safetensors"), "{e}");
 }
+
+/// Teacher-forced top-k ([`seqkd_runtime::forced`]) on greedy search's own output: at every
+/// position the most likely token is the one greedy chose, with the probability greedy scored it
+/// with; whole batches equal one sentence at a time; probabilities are sorted and sum to ≤ 1.
+#[test]
+fn teacher_forced_top_k_on_greedy_output_finds_greedy_choices_for_both_architectures() {
+    for arch in ["transformer", "lstm"] {
+        let dir = tempfile::tempdir().unwrap();
+        if arch == "transformer" {
+            model_dir(dir.path(), false, false);
+        } else {
+            lstm_model_dir(dir.path(), true);
+        }
+        for threads in [1, 2] {
+            let mut t = Translator::load(dir.path(), None, Precision::AsStored, threads).unwrap();
+            let greedy = translate(&mut t, 1, 0, 1);
+            let srcs = t.vocab.encode_src_batch(&inputs()).unwrap();
+            let tgts: Vec<Vec<u32>> = greedy.iter().map(|h| h[0].tokens.clone()).collect();
+            let k = 4;
+            let batched = t.forced_topk_ids(&srcs, &tgts, k, 1.0, 4096);
+            for (i, (scored, h)) in batched.iter().zip(&greedy).enumerate() {
+                let h = &h[0];
+                // Positions: every token, plus `</s>` (scored even when greedy stopped at the limit).
+                assert_eq!(scored.positions(k), h.tokens.len() + 1, "{arch} sentence {i}");
+                let chosen = h.tokens.iter().copied().chain([seqkd_text::vocab::SPECIAL_IDS.eos]);
+                for (j, (tok, lp)) in chosen.zip(&h.token_logprobs).enumerate() {
+                    assert_eq!(scored.ids[j * k], tok, "{arch} sentence {i} position {j}");
+                    assert!((scored.probs[j * k].ln() - lp).abs() < 1e-4, "{arch} {i}:{j}");
+                }
+                for p in scored.probs.chunks(k) {
+                    assert!(p.windows(2).all(|w| w[0] >= w[1]) && p.iter().sum::<f32>() <= 1.0 + 1e-5);
+                }
+            }
+            // One sentence per batch, and a temperature: T = 2 flattens every distribution.
+            let single = t.forced_topk_ids(&srcs, &tgts, k, 1.0, 1);
+            for (a, b) in batched.iter().zip(&single) {
+                assert_eq!(a.ids, b.ids, "{arch}: batched vs one at a time");
+                assert!(a.probs.iter().zip(&b.probs).all(|(x, y)| (x - y).abs() < 1e-5));
+            }
+            let hot = t.forced_topk_ids(&srcs, &tgts, k, 2.0, 4096);
+            for (a, b) in batched.iter().zip(&hot) {
+                assert!(a.probs.chunks(k).zip(b.probs.chunks(k)).all(|(x, y)| y[0] <= x[0] + 1e-6));
+            }
+        }
+    }
+}

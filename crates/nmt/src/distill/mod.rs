@@ -39,7 +39,7 @@ pub struct PassOptions {
     pub shard: Shard,
     /// Show a progress bar with sentences/s and ETA.
     pub progress: bool,
-    /// What decodes the beam passes (Seq-KD, Seq-Inter).
+    /// What runs the teacher: its beam passes (Seq-KD, Seq-Inter) and its top-k scoring.
     pub engine: Engine,
 }
 
@@ -226,22 +226,33 @@ fn beam_engine<'a>(
             Ok(Box::new(move |srcs| Ok(t.translate(srcs, nbest, |_| {})?)))
         }
         Engine::Native { threads } => {
-            if device != tch::Device::Cpu {
-                return Err(Error::Invalid(format!(
-                    "the native engine runs on the CPU only (the teacher is on {device:?}): use --engine torch"
-                )));
-            }
-            let mut t =
-                NativeTranslator::load(teacher_dir, None, Precision::AsStored, threads).map_err(|e| {
-                    Error::Invalid(format!(
-                        "the native engine cannot load the teacher {} ({e}): use --engine torch",
-                        teacher_dir.display()
-                    ))
-                })?;
+            let mut t = native_teacher(teacher, teacher_dir, threads)?;
             t.cfg = decode.clone();
             Ok(Box::new(move |srcs| Ok(t.translate(srcs, nbest, |_| {})?)))
         }
     }
+}
+
+/// The teacher on the native engine (f32 as stored, `threads` threads; 0 = all cores), refused
+/// with a message naming `--engine torch` when the teacher is not on the CPU or is a model the
+/// native runtime cannot load.
+pub(crate) fn native_teacher(
+    teacher: &LoadedModel,
+    teacher_dir: &Path,
+    threads: usize,
+) -> Result<NativeTranslator, Error> {
+    let device = teacher.vs.device();
+    if device != tch::Device::Cpu {
+        return Err(Error::Invalid(format!(
+            "the native engine runs on the CPU only (the teacher is on {device:?}): use --engine torch"
+        )));
+    }
+    NativeTranslator::load(teacher_dir, None, Precision::AsStored, threads).map_err(|e| {
+        Error::Invalid(format!(
+            "the native engine cannot load the teacher {} ({e}): use --engine torch",
+            teacher_dir.display()
+        ))
+    })
 }
 
 /// Beam search over `srcs` with the teacher, choosing one hypothesis text per sentence with

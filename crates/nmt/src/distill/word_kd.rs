@@ -18,7 +18,7 @@ use seqkd_text::batching::{BatchConfig, Batcher};
 use seqkd_text::vocab::{Vocab, SPECIAL_IDS};
 
 use super::topk_store::{self, ProbPrecision, StoreHeader, TopkStore};
-use super::{run_pass, teacher_fingerprint, PassOptions, PassStats};
+use super::{native_teacher, run_pass, teacher_fingerprint, Engine, PassOptions, PassStats};
 use crate::batch::Batch;
 use crate::config::WordKdConfig;
 use crate::error::Error;
@@ -234,44 +234,88 @@ pub fn write_topk_store(
         teacher: teacher_dir.display().to_string(),
     };
     let job = topk_job(teacher_dir, &src_ids, &tgt_ids, topk)?;
-    let device = teacher.vs.device();
-    let k = topk.k as i64;
     let trailer = || topk_store::trailer(&header, &tgt_ids);
+    let mut scorer = forced_scorer(teacher, teacher_dir, topk, opts.engine)?;
     run_pass(out, &job, srcs.len(), opts, trailer, |range| {
-        let first = range.start;
-        let lengths: Vec<(usize, usize)> =
-            range.clone().map(|i| (src_ids[i].len(), tgt_ids[i].len())).collect();
-        let batcher =
-            Batcher::new(&lengths, BatchConfig { batch_tokens: topk.batch_tokens, ..Default::default() })
-                .map_err(|e| Error::Invalid(e.to_string()))?;
-        let mut per_sentence: Vec<Vec<u8>> = vec![Vec::new(); range.len()];
-        tch::no_grad(|| {
-            for rows in batcher.by_source_length() {
-                let pairs: Vec<(&[u32], &[u32])> = rows
-                    .iter()
-                    .map(|&r| (src_ids[first + r].as_slice(), tgt_ids[first + r].as_slice()))
-                    .collect();
-                let batch = Batch::new(&pairs, device);
-                let logits = teacher.model.logits(&batch.src, &batch.tgt_in, false);
-                let q = (logits / topk.temperature).softmax(-1, Kind::Float);
-                let (probs, ids) = q.topk(k, -1, true, true); // [rows, len, k]
-                let len = probs.size()[1] as usize;
-                let probs: Vec<f32> = Vec::try_from(probs.flatten(0, -1).to_device(tch::Device::Cpu))
-                    .expect("f32 probabilities");
-                let ids: Vec<i64> =
-                    Vec::try_from(ids.flatten(0, -1).to_device(tch::Device::Cpu)).expect("i64 ids");
-                let k = topk.k;
-                for (b, &r) in rows.iter().enumerate() {
-                    let bytes = &mut per_sentence[r];
-                    for j in 0..=tgt_ids[first + r].len() {
-                        let at = (b * len + j) * k;
-                        topk_store::encode_position(&header, &ids[at..at + k], &probs[at..at + k], bytes);
-                    }
-                }
+        let scored = scorer(&src_ids[range.clone()], &tgt_ids[range])?;
+        let mut bytes = Vec::new();
+        for sentence in &scored {
+            for (ids, probs) in sentence.ids.chunks_exact(topk.k).zip(sentence.probs.chunks_exact(topk.k)) {
+                topk_store::encode_position(&header, ids, probs, &mut bytes);
             }
-        });
-        Ok(per_sentence.concat())
+        }
+        Ok(bytes)
     })
+}
+
+/// One sentence's top-k at every target position, `[positions × k]` each, best first.
+struct Scored {
+    ids: Vec<i64>,
+    probs: Vec<f32>,
+}
+
+/// Sources and targets (subword ids) → their teacher-forced top-k, in input order.
+type ScoreFn<'a> = Box<dyn FnMut(&[Vec<u32>], &[Vec<u32>]) -> Result<Vec<Scored>, Error> + 'a>;
+
+/// The teacher's teacher-forced top-k as `engine` computes it. Both take the same softmax of the
+/// same weights' logits, so an f32 store has the same ids, and probabilities to float rounding,
+/// with either (tests/cli.rs checks it).
+fn forced_scorer<'a>(
+    teacher: &'a LoadedModel,
+    teacher_dir: &Path,
+    topk: &'a TopkOptions,
+    engine: Engine,
+) -> Result<ScoreFn<'a>, Error> {
+    match engine {
+        Engine::Torch => Ok(Box::new(move |srcs, tgts| Ok(torch_topk(teacher, topk, srcs, tgts)))),
+        Engine::Native { threads } => {
+            let t = native_teacher(teacher, teacher_dir, threads)?;
+            Ok(Box::new(move |srcs, tgts| {
+                let scored =
+                    t.forced_topk_ids(srcs, tgts, topk.k, topk.temperature as f32, topk.batch_tokens);
+                Ok(scored
+                    .into_iter()
+                    .map(|s| Scored { ids: s.ids.into_iter().map(i64::from).collect(), probs: s.probs })
+                    .collect())
+            }))
+        }
+    }
+}
+
+/// The libtorch pass: one padded forward pass per batch of `topk.batch_tokens`, softmax, top-k.
+fn torch_topk(
+    teacher: &LoadedModel,
+    topk: &TopkOptions,
+    srcs: &[Vec<u32>],
+    tgts: &[Vec<u32>],
+) -> Vec<Scored> {
+    let device = teacher.vs.device();
+    let lengths: Vec<(usize, usize)> = srcs.iter().zip(tgts).map(|(s, t)| (s.len(), t.len())).collect();
+    let batcher =
+        Batcher::new(&lengths, BatchConfig { batch_tokens: topk.batch_tokens, ..Default::default() })
+            .expect("validated: batch_tokens > 0");
+    let mut out: Vec<Option<Scored>> = (0..srcs.len()).map(|_| None).collect();
+    let k = topk.k;
+    tch::no_grad(|| {
+        for rows in batcher.by_source_length() {
+            let pairs: Vec<(&[u32], &[u32])> =
+                rows.iter().map(|&r| (srcs[r].as_slice(), tgts[r].as_slice())).collect();
+            let batch = Batch::new(&pairs, device);
+            let logits = teacher.model.logits(&batch.src, &batch.tgt_in, false);
+            let q = (logits / topk.temperature).softmax(-1, Kind::Float);
+            let (probs, ids) = q.topk(k as i64, -1, true, true); // [rows, len, k]
+            let len = probs.size()[1] as usize;
+            let probs: Vec<f32> =
+                Vec::try_from(probs.flatten(0, -1).to_device(tch::Device::Cpu)).expect("f32 probabilities");
+            let ids: Vec<i64> =
+                Vec::try_from(ids.flatten(0, -1).to_device(tch::Device::Cpu)).expect("i64 ids");
+            for (b, &r) in rows.iter().enumerate() {
+                let span = b * len * k..(b * len + tgts[r].len() + 1) * k;
+                out[r] = Some(Scored { ids: ids[span.clone()].to_vec(), probs: probs[span].to_vec() });
+            }
+        }
+    });
+    out.into_iter().map(|s| s.expect("every row is in one batch")).collect()
 }
 
 #[cfg(test)]
