@@ -247,7 +247,7 @@ pub fn softmax(x: &mut [f32]) {
 }
 
 /// The softmax probabilities of the entries `ids` of `x` (`ids[0]` its maximum, as
-/// [`crate::search`]'s top-k gives them), passed to `f(id, p)` in order; the normaliser is
+/// search's top-k gives them), passed to `f(id, p)` in order; the normaliser is
 /// computed over all of `x`, which is left unchanged.
 pub fn softmax_top(x: &mut [f32], ids: &[usize], mut f: impl FnMut(usize, f32)) {
     let Some(&first) = ids.first() else { return };
