@@ -133,7 +133,18 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::SeqInter(a) => {
             let (teacher, srcs, decode, opts) = prepare(&a.pass, a.beam, a.shard)?;
             let refs = read_corpus_side(&a.tgt)?;
-            seq_inter::seq_inter(&teacher, &a.pass.teacher, &srcs, &refs, &decode, &a.pass.out, &opts)?
+            let stats =
+                seq_inter::seq_inter(&teacher, &a.pass.teacher, &srcs, &refs, &decode, &a.pass.out, &opts)?;
+            if stats.processed > 0 {
+                eprintln!(
+                    "sentence-BLEU selection among the {}-best: {:.2} s of {:.1} s ({:.0} µs per sentence)",
+                    decode.beam_size,
+                    stats.choose_seconds,
+                    stats.seconds,
+                    1e6 * stats.choose_seconds / stats.processed as f64
+                );
+            }
+            stats
         }
         Command::Topk(a) => {
             let (teacher, srcs, decode, opts) = prepare(&a.pass, 1, Shard::default())?;

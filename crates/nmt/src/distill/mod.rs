@@ -73,6 +73,8 @@ pub struct PassStats {
     pub already_complete: bool,
     /// The file written: `out`, or `out.shard-i-of-N`.
     pub output: PathBuf,
+    /// Of `seconds`, the time spent choosing among the n-best (Seq-Inter's sentence BLEU).
+    pub choose_seconds: f64,
 }
 
 impl PassStats {
@@ -271,18 +273,23 @@ pub(crate) fn beam_pass(
     mut choose: impl FnMut(usize, &[String]) -> String,
 ) -> Result<PassStats, Error> {
     let translate = beam_engine(teacher, teacher_dir, decode, nbest, opts.engine)?;
-    run_pass(out, job, srcs.len(), opts, Vec::new, |range| {
+    let mut choosing = std::time::Duration::ZERO;
+    let mut stats = run_pass(out, job, srcs.len(), opts, Vec::new, |range| {
         let start = range.start;
         let hyps = translate(&srcs[range])?;
         let mut bytes = Vec::new();
         for (i, nbest) in hyps.iter().enumerate() {
             let texts: Vec<String> =
                 nbest.iter().map(|h| one_line(&teacher.vocab.decode(&h.tokens))).collect();
+            let chosen = Instant::now();
             bytes.extend_from_slice(choose(start + i, &texts).as_bytes());
+            choosing += chosen.elapsed();
             bytes.push(b'\n');
         }
         Ok(bytes)
-    })
+    })?;
+    stats.choose_seconds = choosing.as_secs_f64();
+    Ok(stats)
 }
 
 /// A translation as one line of a corpus file: a byte-fallback newline, CR or NUL becomes a space
