@@ -9,7 +9,8 @@
    forward product), counted from the model's shape.
 3. Decoding: `seqkd translate --engine native` greedy, and `seqkd distill topk` (teacher-forced),
    over --sentences lines of --input with --model, wall time of the whole command; FLOPs of the
-   encoder, the decoder rows actually run and the output layer, counted per subword.
+   encoder, the decoder rows actually run and the output layer, counted per subword (greedy's
+   output lengths from re-encoding its text, which may segment a few words differently).
 
 FLOPs count multiply-adds as 2 and include attention's score and context products; embeddings,
 softmax and layer norms are left out (a few % at these sizes). Run:
@@ -118,11 +119,11 @@ def main():
                 with open(args.tgt) as f, open(tgt, "w") as o:
                     o.writelines(line for _, line in zip(range(args.sentences), f))
                 tgt_lens = subword_lengths(args.seqkd, vocab_file, tgt)
+                flops = sum(transformer_flops(model, vocab, s + 1, t + 1) for s, t in zip(src_lens, tgt_lens))
                 for engine in ("native", "torch"):
                     secs = timed([args.seqkd, "distill", "topk", "--teacher", args.model, "--src", src, "--tgt", tgt,
                                   "--out", os.path.join(work, f"{engine}.topk"), "--engine", engine,
                                   "--threads", str(args.threads), "--quiet"])
-                    flops = sum(transformer_flops(model, vocab, s + 1, t + 1) for s, t in zip(src_lens, tgt_lens))
                     row(f"{engine} teacher-forced top-k (k 8), {len(src_lens)} sentences, f32", flops / secs / 1e9)
 
 

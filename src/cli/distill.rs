@@ -192,12 +192,8 @@ fn prepare(
         decode.batch_tokens = bt;
     }
     // Every pass refuses `--engine native` for a teacher off the CPU.
-    let engine = match pass.engine {
-        Some(TranslateEngine::Native) => Engine::Native { threads: pass.threads as usize },
-        Some(TranslateEngine::Torch) => Engine::Torch,
-        None if device == tch::Device::Cpu => Engine::Native { threads: pass.threads as usize },
-        None => Engine::Torch,
-    };
+    let native = pass.engine.map_or(device == tch::Device::Cpu, |e| e == TranslateEngine::Native);
+    let engine = if native { Engine::Native { threads: pass.threads as usize } } else { Engine::Torch };
     let opts = PassOptions { chunk_sentences: pass.chunk, shard, progress: !pass.quiet, engine };
     Ok((teacher, srcs, decode, opts))
 }

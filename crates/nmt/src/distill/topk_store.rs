@@ -90,13 +90,13 @@ pub fn targets_hash<T: AsRef<[u32]>>(targets: &[T]) -> u64 {
 }
 
 /// Appends the records of one target position (`ids`/`probs`: k values, best first) to `out`.
-pub fn encode_position(header: &StoreHeader, ids: &[i64], probs: &[f32], out: &mut Vec<u8>) {
+pub fn encode_position(header: &StoreHeader, ids: &[u32], probs: &[f32], out: &mut Vec<u8>) {
     debug_assert_eq!(ids.len(), header.k);
     for &id in ids {
         if header.id_bytes() == 2 {
             out.extend_from_slice(&(id as u16).to_le_bytes());
         } else {
-            out.extend_from_slice(&(id as u32).to_le_bytes());
+            out.extend_from_slice(&id.to_le_bytes());
         }
     }
     for &p in probs {
@@ -293,7 +293,7 @@ mod tests {
             let mut expected = Vec::new();
             for (i, t) in targets.iter().enumerate() {
                 for j in 0..=t.len() {
-                    let ids = [(i * 10 + j) as i64, 69_999.min(vocab_size as i64 - 1), 3];
+                    let ids = [(i * 10 + j) as u32, 69_999.min(vocab_size as u32 - 1), 3];
                     let probs = [0.5f32, 0.25, 0.125 + j as f32 / 1024.0];
                     encode_position(&h, &ids, &probs, &mut bytes);
                     expected.push((i, j, ids, probs));
@@ -309,7 +309,7 @@ mod tests {
             let (mut ids, mut probs) = ([0i64; 3], [0f32; 3]);
             for (i, j, want_ids, want_probs) in expected {
                 store.read(i, j, &mut ids, &mut probs);
-                assert_eq!(ids, want_ids);
+                assert_eq!(ids, want_ids.map(i64::from));
                 for (p, q) in probs.iter().zip(want_probs) {
                     assert!((p - q).abs() <= q * 1e-3, "{p} vs {q}");
                 }

@@ -17,6 +17,8 @@ use tch::{Kind, Tensor};
 use seqkd_text::batching::{BatchConfig, Batcher};
 use seqkd_text::vocab::{Vocab, SPECIAL_IDS};
 
+use seqkd_runtime::forced::ForcedTopk;
+
 use super::topk_store::{self, ProbPrecision, StoreHeader, TopkStore};
 use super::{native_teacher, run_pass, teacher_fingerprint, Engine, PassOptions, PassStats};
 use crate::batch::Batch;
@@ -233,6 +235,9 @@ pub fn write_topk_store(
         targets_hash: topk_store::targets_hash(&tgt_ids),
         teacher: teacher_dir.display().to_string(),
     };
+    if topk.batch_tokens == 0 {
+        return Err(Error::Invalid("batch tokens must be >= 1".into()));
+    }
     let job = topk_job(teacher_dir, &src_ids, &tgt_ids, topk)?;
     let trailer = || topk_store::trailer(&header, &tgt_ids);
     let mut scorer = forced_scorer(teacher, teacher_dir, topk, opts.engine)?;
@@ -248,14 +253,8 @@ pub fn write_topk_store(
     })
 }
 
-/// One sentence's top-k at every target position, `[positions × k]` each, best first.
-struct Scored {
-    ids: Vec<i64>,
-    probs: Vec<f32>,
-}
-
 /// Sources and targets (subword ids) → their teacher-forced top-k, in input order.
-type ScoreFn<'a> = Box<dyn FnMut(&[Vec<u32>], &[Vec<u32>]) -> Result<Vec<Scored>, Error> + 'a>;
+type ScoreFn<'a> = Box<dyn FnMut(&[Vec<u32>], &[Vec<u32>]) -> Result<Vec<ForcedTopk>, Error> + 'a>;
 
 /// The teacher's teacher-forced top-k as `engine` computes it. Both take the same softmax of the
 /// same weights' logits, so an f32 store has the same ids, and probabilities to float rounding,
@@ -271,12 +270,7 @@ fn forced_scorer<'a>(
         Engine::Native { threads } => {
             let t = native_teacher(teacher, teacher_dir, threads)?;
             Ok(Box::new(move |srcs, tgts| {
-                let scored =
-                    t.forced_topk_ids(srcs, tgts, topk.k, topk.temperature as f32, topk.batch_tokens);
-                Ok(scored
-                    .into_iter()
-                    .map(|s| Scored { ids: s.ids.into_iter().map(i64::from).collect(), probs: s.probs })
-                    .collect())
+                Ok(t.forced_topk_ids(srcs, tgts, topk.k, topk.temperature as f32, topk.batch_tokens))
             }))
         }
     }
@@ -288,13 +282,13 @@ fn torch_topk(
     topk: &TopkOptions,
     srcs: &[Vec<u32>],
     tgts: &[Vec<u32>],
-) -> Vec<Scored> {
+) -> Vec<ForcedTopk> {
     let device = teacher.vs.device();
     let lengths: Vec<(usize, usize)> = srcs.iter().zip(tgts).map(|(s, t)| (s.len(), t.len())).collect();
     let batcher =
         Batcher::new(&lengths, BatchConfig { batch_tokens: topk.batch_tokens, ..Default::default() })
-            .expect("validated: batch_tokens > 0");
-    let mut out: Vec<Option<Scored>> = (0..srcs.len()).map(|_| None).collect();
+            .expect("write_topk_store checked batch_tokens > 0");
+    let mut out = vec![ForcedTopk::default(); srcs.len()];
     let k = topk.k;
     tch::no_grad(|| {
         for rows in batcher.by_source_length() {
@@ -311,11 +305,13 @@ fn torch_topk(
                 Vec::try_from(ids.flatten(0, -1).to_device(tch::Device::Cpu)).expect("i64 ids");
             for (b, &r) in rows.iter().enumerate() {
                 let span = b * len * k..(b * len + tgts[r].len() + 1) * k;
-                out[r] = Some(Scored { ids: ids[span.clone()].to_vec(), probs: probs[span].to_vec() });
+                // Ids index a vocabulary of at most u32::MAX entries.
+                let ids = ids[span.clone()].iter().map(|&id| id as u32).collect();
+                out[r] = ForcedTopk { ids, probs: probs[span].to_vec() };
             }
         }
     });
-    out.into_iter().map(|s| s.expect("every row is in one batch")).collect()
+    out
 }
 
 #[cfg(test)]
