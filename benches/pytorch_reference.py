@@ -198,7 +198,7 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def bench_train(device, steps, warmup):
+def bench_train(device, steps, warmup, bf16=False):
     torch.manual_seed(SEED)
     model = Transformer().to(device).train()
     # PyTorch's default Adam implementation: per-parameter loop on CPU (like seqkd's Optimizer),
@@ -210,9 +210,11 @@ def bench_train(device, steps, warmup):
     def one_step():
         # set_to_none=False: zero the gradients in place, as seqkd's Optimizer::zero_grad does.
         opt.zero_grad(set_to_none=False)
-        logits = model(src, tgt_in)
+        # bf16: the forward pass under CPU autocast, the loss in f32 (seqkd's precision = "bf16").
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(src, tgt_in)
         loss = F.cross_entropy(
-            logits.view(-1, VOCAB), tgt_out.view(-1), ignore_index=PAD,
+            logits.float().view(-1, VOCAB), tgt_out.view(-1), ignore_index=PAD,
             label_smoothing=LABEL_SMOOTHING, reduction="sum",
         )
         (loss / n_tokens).backward()
@@ -234,8 +236,9 @@ def bench_train(device, steps, warmup):
     for _ in range(steps):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=False)
-        logits = model(src, tgt_in)
-        loss = F.cross_entropy(logits.view(-1, VOCAB), tgt_out.view(-1), ignore_index=PAD,
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(src, tgt_in)
+        loss = F.cross_entropy(logits.float().view(-1, VOCAB), tgt_out.view(-1), ignore_index=PAD,
                                label_smoothing=LABEL_SMOOTHING, reduction="sum")
         t1 = time.perf_counter()
         (loss / n_tokens).backward()
@@ -246,8 +249,8 @@ def bench_train(device, steps, warmup):
         t4 = time.perf_counter()
         for i, d in enumerate([t1 - t0, t2 - t1, t3 - t2, t4 - t3]):
             phases[i] += 1000 * d / steps
-    print("pytorch reference: training step phases (ms): forward+loss %.1f, backward %.1f, clip %.1f, optimizer %.1f"
-          % tuple(phases), file=sys.stderr)
+    print("pytorch reference: training step phases%s (ms): forward+loss %.1f, backward %.1f, clip %.1f, optimizer %.1f"
+          % (((", bf16" if bf16 else ""),) + tuple(phases)), file=sys.stderr)
     return model, secs / steps, n_tokens
 
 
@@ -292,6 +295,11 @@ def main():
 
     model, train_secs, train_tokens = bench_train(device, args.steps, args.warmup)
     greedy_secs, greedy_tokens = bench_greedy(model, device, args.steps, args.warmup)
+    bf16 = None
+    if device.type == "cpu":
+        _, bf16_secs, _ = bench_train(device, args.steps, args.warmup, bf16=True)
+        bf16 = {"train_bf16_ms_per_step": 1000.0 * bf16_secs,
+                "train_bf16_tgt_tokens_per_s": train_tokens / bf16_secs}
     out = {
         "train_ms_per_step": 1000.0 * train_secs,
         "train_tgt_tokens_per_s": train_tokens / train_secs,
@@ -304,6 +312,7 @@ def main():
         "warmup": args.warmup,
         "params": sum(p.numel() for p in model.parameters()),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        **(bf16 or {}),
     }
     print(json.dumps(out))
 

@@ -1184,3 +1184,93 @@ fn import_refuses_what_is_not_a_marian_model() {
     assert!(stderr(&out).contains("no config.json"), "{}", stderr(&out));
     assert!(!stderr(&out).contains("panicked"));
 }
+
+/// The f32 model tensors of a checkpoint, by name.
+fn checkpoint_f32(path: &Path) -> Vec<(String, Vec<f32>)> {
+    checkpoint_weights(path)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("model."))
+        .map(|(n, b)| (n, b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()))
+        .collect()
+}
+
+fn max_abs_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.iter().map(|t| &t.0).collect::<Vec<_>>(), b.iter().map(|t| &t.0).collect::<Vec<_>>());
+    a.iter().zip(b).flat_map(|(x, y)| x.1.iter().zip(&y.1).map(|(u, v)| (u - v).abs())).fold(0.0, f32::max)
+}
+
+#[test]
+fn data_parallel_training_on_two_processes_equals_one_process_on_the_same_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_training_setup(dir.path(), 30);
+    // No dropout: the ranks draw their own masks, which a single process cannot repeat. SGD, not
+    // Adam: Adam divides each gradient by its own magnitude, so a gradient that is 1e-9 in one run
+    // and -1e-9 in the other (rounding) moves its weight by ±lr (measured: 0.014 apart after 30
+    // steps), which would hide what this test checks, the gradients of the global batch.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("dropout = 0.1", "dropout = 0.0")
+        .replace("lr = 3e-3", "optimizer = \"sgd\"\nlr = 0.5");
+    std::fs::write(&config, &text).unwrap();
+    let one = dir.path().join("one");
+    let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&one), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let two = dir.path().join("two");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let rank = |r: &str| {
+        Command::new(env!("CARGO_BIN_EXE_seqkd"))
+            .args(["train", "--config", p(&config), "--model-dir", p(&two), "--quiet"])
+            .args(["--world-size", "2", "--rank", r, "--master-port", &port, "--dp-timeout", "120"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (r0, r1) = (rank("0"), rank("1"));
+    let (o0, o1) = (r0.wait_with_output().unwrap(), r1.wait_with_output().unwrap());
+    assert!(o0.status.success() && o1.status.success(), "rank 0: {}\nrank 1: {}", stderr(&o0), stderr(&o1));
+    assert!(stdout(&o0).contains("trained 30 steps"), "{}", stdout(&o0));
+
+    let (w1, w2) =
+        (checkpoint_f32(&one.join("last.safetensors")), checkpoint_f32(&two.join("last.safetensors")));
+    let diff = max_abs_diff(&w1, &w2);
+    // What "different" looks like: the same run from another seed.
+    let other = dir.path().join("other");
+    std::fs::write(&config, text.replace("threads = 1", "threads = 1\nseed = 2")).unwrap();
+    let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&other), "--quiet"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let apart = max_abs_diff(&w1, &checkpoint_f32(&other.join("last.safetensors")));
+    assert!(diff < 1e-5 && apart > 1e-2, "1 vs 2 processes: {diff}; another seed: {apart}");
+    // Only rank 0 logged: one record per 50 steps and validation, as the single process.
+    let lines = |d: &Path| std::fs::read_to_string(d.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(lines(&one), lines(&two));
+}
+
+#[test]
+fn bf16_mixed_precision_training_tracks_fp32_and_keeps_f32_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_training_setup(dir.path(), 40);
+    let bf16_config = dir.path().join("bf16.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&bf16_config, text.replace("threads = 1", "threads = 1\nprecision = \"bf16\"")).unwrap();
+    let (a, b) = (dir.path().join("fp32"), dir.path().join("bf16"));
+    for (cfg, out) in [(&config, &a), (&bf16_config, &b)] {
+        let run = seqkd(&["train", "--config", p(cfg), "--model-dir", p(out), "--quiet"]);
+        assert!(run.status.success(), "{}", stderr(&run));
+    }
+    let ppl = |d: &Path| -> f64 {
+        let text = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+        let last = text.lines().rev().find(|l| l.contains("\"valid\"")).unwrap().to_string();
+        serde_json::from_str::<serde_json::Value>(&last).unwrap()["ppl"].as_f64().unwrap()
+    };
+    let (pa, pb) = (ppl(&a), ppl(&b));
+    assert!((pa - pb).abs() / pa < 0.05, "validation perplexity fp32 {pa} vs bf16 {pb}");
+    // bf16 really ran (the weights differ), and the weights it keeps are f32.
+    let (wa, wb) = (checkpoint_f32(&a.join("last.safetensors")), checkpoint_f32(&b.join("last.safetensors")));
+    assert!(max_abs_diff(&wa, &wb) > 1e-4);
+    let bytes = std::fs::read(b.join("last.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert!(st.tensors().iter().all(|(_, v)| v.dtype() != safetensors::Dtype::BF16));
+    assert!(std::fs::read_to_string(b.join("config.toml")).unwrap().contains("precision = \"bf16\""));
+}

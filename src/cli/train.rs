@@ -1,4 +1,4 @@
-//! `seqkd train --config FILE.toml --model-dir DIR [--resume]`.
+//! `seqkd train --config FILE.toml --model-dir DIR [--resume] [--world-size N --rank R --master-addr A --master-port P]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use seqkd_nmt::config::Config;
 use seqkd_nmt::student::train;
+use seqkd_nmt::train::data_parallel::DataParallelConfig;
 use seqkd_nmt::train::TrainOptions;
 
 #[derive(Debug, clap::Args)]
@@ -29,6 +30,23 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Data-parallel training: the number of processes sharing each batch (torchrun's
+    /// WORLD_SIZE). Start one `seqkd train` per process with the same config and model
+    /// directory (on a filesystem they share); rank 0 writes it.
+    #[arg(long, env = "WORLD_SIZE", default_value_t = 1)]
+    pub world_size: usize,
+    /// This process's rank, 0 .. world-size (torchrun's RANK; under Slurm, $SLURM_PROCID).
+    #[arg(long, env = "RANK", default_value_t = 0)]
+    pub rank: usize,
+    /// Address of rank 0, where the processes meet.
+    #[arg(long, env = "MASTER_ADDR", default_value = "127.0.0.1")]
+    pub master_addr: String,
+    /// Port of rank 0's rendezvous store.
+    #[arg(long, env = "MASTER_PORT", default_value_t = 29500)]
+    pub master_port: u16,
+    /// Seconds to wait for the other processes (at the start and in each collective).
+    #[arg(long, default_value_t = 600)]
+    pub dp_timeout: u64,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -45,7 +63,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         resume: args.resume,
         progress: !args.quiet,
         stop_after: None,
+        data_parallel: (args.world_size > 1).then(|| DataParallelConfig {
+            rank: args.rank,
+            world: args.world_size,
+            master_addr: args.master_addr.clone(),
+            master_port: args.master_port,
+            timeout: std::time::Duration::from_secs(args.dp_timeout),
+        }),
     };
+    if args.world_size == 0 || args.rank >= args.world_size.max(1) {
+        anyhow::bail!("--rank {} is not in 0..{} (--world-size)", args.rank, args.world_size);
+    }
     let state = train(&cfg, &opts).with_context(|| format!("training into {}", args.model_dir.display()))?;
     println!(
         "trained {} steps ({} epochs); kept model: validation perplexity {:.3}, greedy BLEU {:.2}; model in {}",

@@ -142,6 +142,7 @@ fn training_curve_of_the_trainers_update_equals_pytorch() {
             objective: &CrossEntropy,
             constraint: &Unconstrained,
             train: &train,
+            data_parallel: None,
         };
         let want = Vec::<f64>::try_from(&g[&format!("{name}.curve")]).unwrap();
         let mut worst = (0.0f64, 0);

@@ -159,8 +159,14 @@ pub fn run(args: &Options) -> Result<String, Error> {
         let mut opt = Optimizer::new(vs.variables(), OptimizerKind::Adam, (0.9, 0.98), 1e-9);
         let vars = vs.variables();
         // The update `seqkd train` runs, with each objective.
-        let update =
-            Update { model: &model, vars: &vars, objective, constraint: &Unconstrained, train: &train };
+        let update = Update {
+            model: &model,
+            vars: &vars,
+            objective,
+            constraint: &Unconstrained,
+            train: &train,
+            data_parallel: None,
+        };
         let (mut tokens, mut secs) = (0i64, 0f64);
         for (i, rows) in batches.iter().cycle().take(args.steps + 3).enumerate() {
             let start = Instant::now();

@@ -5,7 +5,8 @@
 //! 1. Training step: Transformer d256, 4 heads, FFN 1024, 3+3 layers, tied vocabulary of 8000; a batch
 //!    of 64 pairs of 23 random subword ids, so source, decoder input and labels are all 64 × 24 (the
 //!    `</s>`/`<s>` included) and a step learns 64 × 24 target tokens; label smoothing 0.1, dropout 0.1,
-//!    our [`Optimizer`] (Adam) with gradient clipping at 1.0.
+//!    our [`Optimizer`] (Adam) with gradient clipping at 1.0. Twice: f32, and bf16 mixed precision
+//!    (`[train] precision = "bf16"`), against PyTorch f32 and `torch.autocast("cpu", torch.bfloat16)`.
 //! 2. Greedy decoding, fixed work: the same 64 × 24 source batch, one `encode`, then exactly 24
 //!    `Seq2Seq::step` calls with argmax (no early stop).
 //! 3. Real decoding through [`Translator`] (greedy and beam 5) on random sentences of 10–30 words,
@@ -26,7 +27,7 @@ use seqkd_text::vocab::{SubwordKind, Vocab, VocabConfig, SPECIAL_IDS};
 
 use super::{peak_rss_mib, sync, time_per_call};
 use crate::batch::Batch;
-use crate::config::{DecodeConfig, OptimizerKind, TrainConfig};
+use crate::config::{DecodeConfig, OptimizerKind, Precision, TrainConfig};
 use crate::decode::Translator;
 use crate::error::Error;
 use crate::model::{Seq2Seq, Transformer, TransformerConfig};
@@ -79,6 +80,8 @@ pub struct Report {
     pub warmup: usize,
     pub params: i64,
     pub train: TrainResult,
+    /// The same step in bf16 mixed precision (CPU only; None on CUDA).
+    pub train_bf16: Option<TrainResult>,
     pub greedy_fixed: GreedyResult,
     pub translate: Vec<DecodeRun>,
     /// VmHWM of this process (the PyTorch reference runs in its own process).
@@ -88,6 +91,9 @@ pub struct Report {
     pub pytorch_note: Option<String>,
     /// seqkd / PyTorch target tokens/s (> 1: seqkd is faster).
     pub ratio_train_tokens_per_s: Option<f64>,
+    /// seqkd bf16 / PyTorch f32, and seqkd bf16 / PyTorch autocast bf16 (target tokens/s).
+    pub ratio_train_bf16_vs_pytorch_fp32: Option<f64>,
+    pub ratio_train_bf16_vs_pytorch_bf16: Option<f64>,
     pub ratio_greedy_tokens_per_s: Option<f64>,
 }
 
@@ -121,6 +127,10 @@ pub struct DecodeRun {
 pub struct PyResult {
     pub train_ms_per_step: f64,
     pub train_tgt_tokens_per_s: f64,
+    #[serde(default)]
+    pub train_bf16_ms_per_step: Option<f64>,
+    #[serde(default)]
+    pub train_bf16_tgt_tokens_per_s: Option<f64>,
     pub greedy_ms_per_batch: f64,
     pub greedy_tgt_tokens_per_s: f64,
     pub torch_version: String,
@@ -163,7 +173,11 @@ pub fn run(args: &Options) -> Result<Report, Error> {
     assert!(batch.src.size() == [BATCH, LEN] && batch.tgt_out.size() == [BATCH, LEN], "the batch's shape");
 
     eprintln!("seqkd bench: training ({} warm-up + {} timed steps)...", args.warmup, args.steps);
-    let (params, train) = bench_train(&batch, device, args.steps, args.warmup);
+    let (params, train) = bench_train(&batch, device, args.steps, args.warmup, Precision::Fp32);
+    let train_bf16 = (device == Device::Cpu).then(|| {
+        eprintln!("seqkd bench: training in bf16 mixed precision...");
+        bench_train(&batch, device, args.steps, args.warmup, Precision::Bf16).1
+    });
 
     // A fresh seeded model for decoding, so the decoding work does not depend on --steps.
     tch::manual_seed(SEED + 1);
@@ -194,10 +208,19 @@ pub fn run(args: &Options) -> Result<Report, Error> {
         ratio_train_tokens_per_s: pytorch
             .as_ref()
             .and_then(|p| ratio(train.tgt_tokens_per_s, p.train_tgt_tokens_per_s)),
+        ratio_train_bf16_vs_pytorch_fp32: pytorch
+            .as_ref()
+            .zip(train_bf16.as_ref())
+            .and_then(|(p, b)| ratio(b.tgt_tokens_per_s, p.train_tgt_tokens_per_s)),
+        ratio_train_bf16_vs_pytorch_bf16: pytorch
+            .as_ref()
+            .zip(train_bf16.as_ref())
+            .and_then(|(p, b)| ratio(b.tgt_tokens_per_s, p.train_bf16_tgt_tokens_per_s?)),
         ratio_greedy_tokens_per_s: pytorch
             .as_ref()
             .and_then(|p| ratio(greedy_fixed.tgt_tokens_per_s, p.greedy_tgt_tokens_per_s)),
         train,
+        train_bf16,
         greedy_fixed,
         translate,
         peak_rss_mib,
@@ -220,12 +243,23 @@ fn random_ids() -> Vec<Vec<u32>> {
     rows.into_iter().map(|r| r.into_iter().map(|id| id as u32).collect()).collect()
 }
 
-fn bench_train(batch: &Batch, device: Device, steps: usize, warmup: usize) -> (i64, TrainResult) {
+fn bench_train(
+    batch: &Batch,
+    device: Device,
+    steps: usize,
+    warmup: usize,
+    precision: Precision,
+) -> (i64, TrainResult) {
     tch::manual_seed(SEED);
     let vs = nn::VarStore::new(device);
     let model = Transformer::new(&vs.root(), &model_config(), VOCAB);
     let mut opt = Optimizer::new(vs.variables(), OptimizerKind::Adam, (0.9, 0.98), 1e-9);
-    let train = TrainConfig { label_smoothing: LABEL_SMOOTHING, clip_norm: CLIP_NORM, ..Default::default() };
+    let train = TrainConfig {
+        label_smoothing: LABEL_SMOOTHING,
+        clip_norm: CLIP_NORM,
+        precision,
+        ..Default::default()
+    };
     let vars = vs.variables();
     // The update `seqkd train` runs, plain cross-entropy as in the PyTorch reference.
     let update = Update {
@@ -234,6 +268,7 @@ fn bench_train(batch: &Batch, device: Device, steps: usize, warmup: usize) -> (i
         objective: &CrossEntropy,
         constraint: &Unconstrained,
         train: &train,
+        data_parallel: None,
     };
     let mut step = 0;
     let secs = time_per_call(device, steps, warmup, || {
@@ -251,7 +286,7 @@ fn bench_train(batch: &Batch, device: Device, steps: usize, warmup: usize) -> (i
         step += 1;
     }
     eprintln!(
-        "seqkd bench: training step phases (ms): forward+loss {:.1}, backward {:.1}, clip {:.1}, optimizer {:.1}",
+        "seqkd bench: training step phases, {precision:?} (ms): forward+loss {:.1}, backward {:.1}, clip {:.1}, optimizer {:.1}",
         phases[Phase::Forward as usize], phases[Phase::Backward as usize], phases[Phase::Clip as usize], phases[Phase::Optimizer as usize]
     );
     let result = TrainResult {
@@ -461,6 +496,20 @@ impl Report {
             opt(py.map(|p| p.train_tgt_tokens_per_s), 0),
             opt(r.ratio_train_tokens_per_s, 2)
         );
+        if let Some(b) = &r.train_bf16 {
+            let _ = writeln!(
+                out,
+                "| training bf16 mixed precision: target tokens/s (PyTorch: autocast bf16) | {:.0} | {} | {} |",
+                b.tgt_tokens_per_s,
+                opt(py.and_then(|p| p.train_bf16_tgt_tokens_per_s), 0),
+                opt(r.ratio_train_bf16_vs_pytorch_bf16, 2)
+            );
+            let _ = writeln!(
+                out,
+                "| training: seqkd bf16 / PyTorch f32 | | | {} |",
+                opt(r.ratio_train_bf16_vs_pytorch_fp32, 2)
+            );
+        }
         let g = &r.greedy_fixed;
         let _ = writeln!(
             out,

@@ -138,7 +138,13 @@ impl Stage for Train {
             );
         }
         let start = Instant::now();
-        let opts = TrainOptions { model_dir: dir, resume: true, progress: ctx.progress, stop_after: None };
+        let opts = TrainOptions {
+            model_dir: dir,
+            resume: true,
+            progress: ctx.progress,
+            stop_after: None,
+            data_parallel: None,
+        };
         let state = crate::student::train(&self.config, &opts)?;
         eprintln!(
             "[pipeline] {}: {} updates; kept model: validation perplexity {:.2}, greedy BLEU {:.2} ({:.1} min in this run)",

@@ -39,7 +39,8 @@ pub enum Record {
 
 /// Appends records to a model directory's `metrics.jsonl`.
 pub struct MetricsLog {
-    file: std::fs::File,
+    /// None: records are dropped (a data-parallel run's other ranks; the leader logs).
+    file: Option<std::fs::File>,
     path: std::path::PathBuf,
 }
 
@@ -48,12 +49,18 @@ impl MetricsLog {
         let path = dir.join(METRICS_FILE);
         let file =
             std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
-        Ok(Self { file, path })
+        Ok(Self { file: Some(file), path })
+    }
+
+    /// A log that keeps nothing.
+    pub fn discard() -> Self {
+        Self { file: None, path: std::path::PathBuf::new() }
     }
 
     pub fn write(&mut self, record: &Record) -> Result<(), Error> {
+        let Some(file) = &mut self.file else { return Ok(()) };
         let line = serde_json::to_string(record).expect("serializable");
-        writeln!(self.file, "{line}").map_err(io_err(&self.path))
+        writeln!(file, "{line}").map_err(io_err(&self.path))
     }
 }
 

@@ -11,6 +11,7 @@
 //! the uninterrupted run would have.
 
 pub mod data;
+pub mod data_parallel;
 pub mod method;
 pub mod metrics;
 pub mod optim;
@@ -32,6 +33,7 @@ use crate::error::{io_err, Error};
 use crate::model::{Model, ModelConfig};
 use crate::model_dir::{load_dense, named_vars, BEST_FILE, CONFIG_FILE, LAST_FILE};
 use data::RunCorpora;
+use data_parallel::{DataParallel, DataParallelConfig};
 use method::{Method, RunData, Start, WeightConstraint};
 use metrics::{MetricsLog, Record};
 use optim::{inverse_sqrt_lr, warmup_lr, Optimizer};
@@ -48,6 +50,8 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Stop after this many updates in this process (for tests of interruption); None = run to the end.
     pub stop_after: Option<i64>,
+    /// Train as one process of a data-parallel run (see [`data_parallel`]); None = alone.
+    pub data_parallel: Option<DataParallelConfig>,
 }
 
 /// Trains a model as `cfg` says, into `opts.model_dir`, minimising `method`'s objective under its
@@ -55,7 +59,20 @@ pub struct TrainOptions {
 pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<TrainState, Error> {
     let (cfg, resuming) = run_config(cfg, opts)?;
     let dir = &opts.model_dir;
-    let data = RunCorpora::load(&cfg, dir)?;
+    let dp = opts.data_parallel.as_ref().map(DataParallel::join).transpose()?;
+    let leader = dp.as_ref().is_none_or(DataParallel::is_leader);
+    // The leader prepares the model directory (the vocabulary); the other ranks then read it.
+    let data = match &dp {
+        Some(dp) if !leader => {
+            dp.barrier()?;
+            RunCorpora::load(&cfg, dir)?
+        }
+        _ => {
+            let data = RunCorpora::load(&cfg, dir)?;
+            dp.as_ref().map(DataParallel::barrier).transpose()?;
+            data
+        }
+    };
     let cfg = fit_to_vocab(cfg, &data.vocab)?;
     let device = crate::parse_device(&cfg.train.device).map_err(Error::Invalid)?;
     let last_path = dir.join(LAST_FILE);
@@ -63,7 +80,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
     let (pairs, valid_pairs) = (data.train_pairs(), data.valid_pairs());
 
     let Begun { vs, model, mut opt, mut state, constraint } =
-        begin(&cfg, dir, data.vocab.len() as i64, resuming, method)?;
+        begin(&cfg, dir, data.vocab.len() as i64, resuming, method, leader)?;
     if state.finished {
         return Ok(state); // and the budget allows no more
     }
@@ -76,8 +93,16 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
         objective: &*objective,
         constraint: &*constraint,
         train: t,
+        data_parallel: dp.as_ref(),
     };
+    if let Some(dp) = &dp {
+        data_parallel::define_grads(&vars);
+        dp.broadcast_weights(&vars)?;
+    }
     let save_last = |opt: &Optimizer, state: &TrainState| -> Result<(), Error> {
+        if !leader {
+            return Ok(());
+        }
         let mut tensors = named_vars(&vs, "model.");
         tensors.extend(opt.state_tensors().into_iter().map(|(k, v)| (format!("optim.{k}"), v)));
         tensors.extend(constraint.checkpoint_tensors());
@@ -85,7 +110,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
             HashMap::from([("train_state".to_string(), serde_json::to_string(state).expect("serializable"))]);
         Ok(checkpoint::save(&last_path, &tensors, meta)?)
     };
-    let mut log = MetricsLog::open(dir)?;
+    let mut log = if leader { MetricsLog::open(dir)? } else { MetricsLog::discard() };
     let validation = Validation {
         cfg: &cfg,
         vs: &vs,
@@ -102,7 +127,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
     // The loop: step, validate, checkpoint, stop.
     let total_steps =
         if t.max_steps > 0 { t.max_steps } else { t.max_epochs * data.batcher.epoch(t.seed, 0).len() as i64 };
-    let bar = progress_bar(opts.progress, total_steps as u64, state.step as u64);
+    let bar = progress_bar(opts.progress && leader, total_steps as u64, state.step as u64);
     let clock = Clock { start: Instant::now(), before: state.train_seconds };
     let mut window = Window::new();
     let stop_at = opts.stop_after.map(|n| state.step + n);
@@ -110,7 +135,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
     // A run from `[train] init` (a fine-tune, a pruned model's retraining) validates its starting
     // weights first, so that they are a candidate for the kept model: a fine-tune that only hurts
     // on validation keeps the weights it started from.
-    if t.init.is_some() && state.step == 0 && state.best_valid_ppl.is_none() {
+    if leader && t.init.is_some() && state.step == 0 && state.best_valid_ppl.is_none() {
         validation.run(&mut state, &mut log)?;
         save_last(&opt, &state)?;
     }
@@ -118,9 +143,11 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
         let batches = data.batcher.epoch(t.seed, state.epoch);
         while state.batch_in_epoch < batches.len() {
             state.train_seconds = clock.seconds();
-            if (t.max_steps > 0 && state.step >= t.max_steps)
-                || (t.max_minutes > 0.0 && state.train_seconds >= 60.0 * t.max_minutes)
-            {
+            let mut out_of_time = t.max_minutes > 0.0 && state.train_seconds >= 60.0 * t.max_minutes;
+            if let (Some(dp), true) = (&dp, t.max_minutes > 0.0) {
+                out_of_time = agree(dp, out_of_time)?; // the leader's clock decides
+            }
+            if (t.max_steps > 0 && state.step >= t.max_steps) || out_of_time {
                 break 'epochs;
             }
             if stop_at.is_some_and(|limit| state.step >= limit) {
@@ -128,17 +155,23 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
                 return Ok(state);
             }
             let rows = &batches[state.batch_in_epoch];
-            let batch = Batch::new(&rows.iter().map(|&i| pairs[i]).collect::<Vec<_>>(), device);
+            // This process's rows: all of them, or its share of a data-parallel batch.
+            let mine = dp.as_ref().map_or_else(|| rows.clone(), |dp| dp.share(rows));
+            let batch = (!mine.is_empty())
+                .then(|| Batch::new(&mine.iter().map(|&i| pairs[i]).collect::<Vec<_>>(), device));
             // Corpus-order indices of the rows (what a stored top-k file is indexed by).
-            let sentences: Vec<usize> = rows.iter().map(|&i| data.keep[i]).collect();
+            let sentences: Vec<usize> = mine.iter().map(|&i| data.keep[i]).collect();
+            // Labels of the whole batch (`y1 .. ym </s>`): what its summed loss is divided by.
+            let batch_tokens: i64 = rows.iter().map(|&i| pairs[i].1.len() as i64 + 1).sum();
             let lr = match schedule {
                 LrSchedule::InverseSqrt => inverse_sqrt_lr(t.lr, t.warmup_steps, state.step + 1),
                 LrSchedule::Plateau => warmup_lr(state.plateau_lr, t.warmup_steps, state.step + 1),
             };
-            let loss = update.run(&mut opt, &batch, &sentences, state.step, lr);
+            let share = step::Share { batch: batch.as_ref(), sentences: &sentences, batch_tokens };
+            let loss = update.run_share(&mut opt, &share, state.step, lr)?;
             state.step += 1;
             state.batch_in_epoch += 1;
-            window.add(batch.n_tgt_tokens, loss);
+            window.add(batch_tokens, loss);
             bar.inc(1);
 
             if state.step % 50 == 0 || state.step == 1 {
@@ -151,11 +184,20 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
                 log.write(&record)?;
             }
             if state.step % t.valid_every == 0 {
-                let stop = validation.run(&mut state, &mut log)?;
-                if schedule == LrSchedule::Plateau && state.bad_validations > 0 {
-                    state.plateau_lr /= 2.0;
+                let mut stop = false;
+                if leader {
+                    stop = validation.run(&mut state, &mut log)?;
+                    if schedule == LrSchedule::Plateau && state.bad_validations > 0 {
+                        state.plateau_lr /= 2.0;
+                    }
+                    save_last(&opt, &state)?;
                 }
-                save_last(&opt, &state)?;
+                if let Some(dp) = &dp {
+                    // The leader's validation decides for every rank.
+                    let mut decided = [stop as u8 as f64, state.plateau_lr];
+                    dp.broadcast_values(&mut decided)?;
+                    (stop, state.plateau_lr) = (decided[0] != 0.0, decided[1]);
+                }
                 if stop {
                     break 'epochs;
                 }
@@ -167,6 +209,10 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
         state.batch_in_epoch = 0;
     }
     // A final validation (unless one just ran), then mark the run finished.
+    if !leader {
+        state.finished = true;
+        return Ok(state);
+    }
     if state.step % t.valid_every != 0 {
         validation.run(&mut state, &mut log)?;
     }
@@ -219,6 +265,7 @@ fn begin(
     vocab_len: i64,
     resuming: bool,
     method: &dyn Method,
+    leader: bool,
 ) -> Result<Begun, Error> {
     let t = &cfg.train;
     let device = crate::parse_device(&t.device).map_err(Error::Invalid)?;
@@ -242,7 +289,9 @@ fn begin(
         state.finished = false;
     }
     // Written once the run is known to train (a finished run keeps the budget it was trained with).
-    seqkd_text::atomic_write(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes()).map_err(io_err(dir))?;
+    if leader {
+        seqkd_text::atomic_write(&dir.join(CONFIG_FILE), cfg.to_toml().as_bytes()).map_err(io_err(dir))?;
+    }
     let constraint: Box<dyn WeightConstraint> = match (constraint, &t.init) {
         (Some(c), _) => c,
         (None, Some(init)) => {
@@ -300,6 +349,13 @@ fn restore(
     let state: TrainState = serde_json::from_str(json).map_err(|e| invalid(e.to_string()))?;
     opt.steps = state.step;
     Ok(state)
+}
+
+/// The leader's `flag`, on every rank.
+fn agree(dp: &DataParallel, flag: bool) -> Result<bool, Error> {
+    let mut v = [flag as u8 as f64];
+    dp.broadcast_values(&mut v)?;
+    Ok(v[0] != 0.0)
 }
 
 /// Training seconds over all runs: this process's plus those the checkpoint recorded.

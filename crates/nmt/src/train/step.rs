@@ -2,12 +2,15 @@
 
 use std::collections::HashMap;
 
-use tch::Tensor;
+use seqkd_torch_ext::autocast::{Autocast, LowPrecision};
+use tch::{Kind, Tensor};
 
+use super::data_parallel::DataParallel;
 use super::method::{Objective, WeightConstraint};
 use super::optim::Optimizer;
 use crate::batch::Batch;
-use crate::config::TrainConfig;
+use crate::config::{Precision, TrainConfig};
+use crate::error::Error;
 use crate::model::Seq2Seq;
 
 /// What every update of a run shares.
@@ -18,6 +21,8 @@ pub struct Update<'a> {
     pub objective: &'a dyn Objective,
     pub constraint: &'a dyn WeightConstraint,
     pub train: &'a TrainConfig,
+    /// The run's other processes, when it is data-parallel.
+    pub data_parallel: Option<&'a DataParallel>,
 }
 
 impl Update<'_> {
@@ -37,16 +42,56 @@ impl Update<'_> {
         sentences: &[usize],
         step: i64,
         lr: f64,
-        mut done: impl FnMut(Phase),
+        done: impl FnMut(Phase),
     ) -> f64 {
+        assert!(self.data_parallel.is_none(), "a data-parallel update goes through run_share");
+        let share = Share { batch: Some(batch), sentences, batch_tokens: batch.n_tgt_tokens };
+        self.update(opt, &share, step, lr, done).expect("no collectives without data parallelism")
+    }
+
+    /// Update number `step` of a data-parallel run, from this rank's share of the global batch
+    /// (see [`super::data_parallel`]). Returns the summed loss of the whole global batch.
+    pub fn run_share(&self, opt: &mut Optimizer, share: &Share, step: i64, lr: f64) -> Result<f64, Error> {
+        self.update(opt, share, step, lr, |_| {})
+    }
+
+    fn update(
+        &self,
+        opt: &mut Optimizer,
+        share: &Share,
+        step: i64,
+        lr: f64,
+        mut done: impl FnMut(Phase),
+    ) -> Result<f64, Error> {
         let t = self.train;
-        // Dropout masks depend only on (seed, step): resumed runs repeat them exactly.
-        tch::manual_seed(t.seed.wrapping_mul(1_000_003).wrapping_add(step as u64) as i64);
+        // Dropout masks depend only on (seed, step, rank): resumed runs repeat them exactly, and
+        // the ranks of a data-parallel run draw different masks.
+        let rank = self.data_parallel.map_or(0, |d| d.rank() as u64);
+        let seed = t
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(step as u64)
+            .wrapping_add(rank.wrapping_mul(0x9E37_79B9));
+        tch::manual_seed(seed as i64);
         opt.zero_grad();
-        let logits = self.model.logits(&batch.src, &batch.tgt_in, true);
-        let loss = self.objective.loss(&logits, batch, sentences, t.label_smoothing);
-        done(Phase::Forward);
-        (&loss / batch.n_tgt_tokens as f64).backward();
+        let loss = share.batch.map(|batch| {
+            let logits = {
+                // bf16: the model's forward pass under CPU autocast; the loss (and a live teacher)
+                // outside it, in f32. Backward follows the forward's dtypes, and the gradients
+                // land in the f32 weights.
+                let _region = (t.precision == Precision::Bf16)
+                    .then(|| Autocast::cpu(LowPrecision::BFloat16).expect("libtorch's CPU autocast"));
+                self.model.logits(&batch.src, &batch.tgt_in, true).to_kind(Kind::Float)
+            };
+            let loss = self.objective.loss(&logits, batch, share.sentences, t.label_smoothing);
+            done(Phase::Forward);
+            (&loss / share.batch_tokens as f64).backward();
+            loss
+        });
+        let mut loss = loss.as_ref().map_or(0.0, |l| l.double_value(&[]));
+        if let Some(dp) = self.data_parallel {
+            loss = dp.all_reduce_grads(self.vars, loss)?; // the whole batch's
+        }
         self.constraint.constrain_grads(self.vars);
         done(Phase::Backward);
         opt.clip_grad_norm(t.clip_norm);
@@ -54,8 +99,18 @@ impl Update<'_> {
         opt.step(lr);
         self.constraint.constrain(self.vars);
         done(Phase::Optimizer);
-        loss.double_value(&[])
+        Ok(loss)
     }
+}
+
+/// One rank's part of a global batch.
+pub struct Share<'a> {
+    /// Its rows (None when the global batch has fewer rows than there are ranks).
+    pub batch: Option<&'a Batch>,
+    /// Corpus-order indices of those rows.
+    pub sentences: &'a [usize],
+    /// Target tokens of the whole global batch: what the summed loss is divided by.
+    pub batch_tokens: i64,
 }
 
 /// The phases of an update, in order.

@@ -1,0 +1,3 @@
+#pragma once
+// See README.md: declarations only.
+#include "gloo/context.h"
