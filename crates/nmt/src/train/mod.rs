@@ -28,7 +28,7 @@ use tch::{nn, Tensor};
 
 use crate::batch::Batch;
 use crate::checkpoint::{self, CheckpointError};
-use crate::config::{Config, LrSchedule};
+use crate::config::{Config, LrSchedule, TrainConfig};
 use crate::error::{io_err, Error};
 use crate::model::{Model, ModelConfig};
 use crate::model_dir::{load_dense, named_vars, BEST_FILE, CONFIG_FILE, LAST_FILE};
@@ -61,18 +61,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
     let dir = &opts.model_dir;
     let dp = opts.data_parallel.as_ref().map(DataParallel::join).transpose()?;
     let leader = dp.as_ref().is_none_or(DataParallel::is_leader);
-    // The leader prepares the model directory (the vocabulary); the other ranks then read it.
-    let data = match &dp {
-        Some(dp) if !leader => {
-            dp.barrier()?;
-            RunCorpora::load(&cfg, dir)?
-        }
-        _ => {
-            let data = RunCorpora::load(&cfg, dir)?;
-            dp.as_ref().map(DataParallel::barrier).transpose()?;
-            data
-        }
-    };
+    let data = load_corpora(&cfg, dir, dp.as_ref())?;
     let cfg = fit_to_vocab(cfg, &data.vocab)?;
     let device = crate::parse_device(&cfg.train.device).map_err(Error::Invalid)?;
     let last_path = dir.join(LAST_FILE);
@@ -143,11 +132,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
         let batches = data.batcher.epoch(t.seed, state.epoch);
         while state.batch_in_epoch < batches.len() {
             state.train_seconds = clock.seconds();
-            let mut out_of_time = t.max_minutes > 0.0 && state.train_seconds >= 60.0 * t.max_minutes;
-            if let (Some(dp), true) = (&dp, t.max_minutes > 0.0) {
-                out_of_time = agree(dp, out_of_time)?; // the leader's clock decides
-            }
-            if (t.max_steps > 0 && state.step >= t.max_steps) || out_of_time {
+            if (t.max_steps > 0 && state.step >= t.max_steps) || out_of_time(t, &state, dp.as_ref())? {
                 break 'epochs;
             }
             if stop_at.is_some_and(|limit| state.step >= limit) {
@@ -155,14 +140,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
                 return Ok(state);
             }
             let rows = &batches[state.batch_in_epoch];
-            // This process's rows: all of them, or its share of a data-parallel batch.
-            let mine = dp.as_ref().map_or_else(|| rows.clone(), |dp| dp.share(rows));
-            let batch = (!mine.is_empty())
-                .then(|| Batch::new(&mine.iter().map(|&i| pairs[i]).collect::<Vec<_>>(), device));
-            // Corpus-order indices of the rows (what a stored top-k file is indexed by).
-            let sentences: Vec<usize> = mine.iter().map(|&i| data.keep[i]).collect();
-            // Labels of the whole batch (`y1 .. ym </s>`): what its summed loss is divided by.
-            let batch_tokens: i64 = rows.iter().map(|&i| pairs[i].1.len() as i64 + 1).sum();
+            let (batch, sentences, batch_tokens) = share_of(rows, dp.as_ref(), &pairs, &data.keep, device);
             let lr = match schedule {
                 LrSchedule::InverseSqrt => inverse_sqrt_lr(t.lr, t.warmup_steps, state.step + 1),
                 LrSchedule::Plateau => warmup_lr(state.plateau_lr, t.warmup_steps, state.step + 1),
@@ -184,21 +162,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
                 log.write(&record)?;
             }
             if state.step % t.valid_every == 0 {
-                let mut stop = false;
-                if leader {
-                    stop = validation.run(&mut state, &mut log)?;
-                    if schedule == LrSchedule::Plateau && state.bad_validations > 0 {
-                        state.plateau_lr /= 2.0;
-                    }
-                    save_last(&opt, &state)?;
-                }
-                if let Some(dp) = &dp {
-                    // The leader's validation decides for every rank.
-                    let mut decided = [stop as u8 as f64, state.plateau_lr];
-                    dp.broadcast_values(&mut decided)?;
-                    (stop, state.plateau_lr) = (decided[0] != 0.0, decided[1]);
-                }
-                if stop {
+                let save = |state: &TrainState| save_last(&opt, state);
+                if validation_point(&validation, &mut state, &mut log, dp.as_ref(), schedule, save)? {
                     break 'epochs;
                 }
             } else if state.step % t.checkpoint_every == 0 {
@@ -351,11 +316,76 @@ fn restore(
     Ok(state)
 }
 
-/// The leader's `flag`, on every rank.
-fn agree(dp: &DataParallel, flag: bool) -> Result<bool, Error> {
-    let mut v = [flag as u8 as f64];
-    dp.broadcast_values(&mut v)?;
-    Ok(v[0] != 0.0)
+/// A validation point: the leader validates (which may stop the run, or halve SGD's learning
+/// rate) and saves the checkpoint; every rank learns the outcome. Returns whether to stop.
+fn validation_point(
+    validation: &Validation,
+    state: &mut TrainState,
+    log: &mut MetricsLog,
+    dp: Option<&DataParallel>,
+    schedule: LrSchedule,
+    save: impl FnOnce(&TrainState) -> Result<(), Error>,
+) -> Result<bool, Error> {
+    let mut stop = false;
+    if dp.is_none_or(DataParallel::is_leader) {
+        stop = validation.run(state, log)?;
+        if schedule == LrSchedule::Plateau && state.bad_validations > 0 {
+            state.plateau_lr /= 2.0;
+        }
+        save(state)?;
+    }
+    if let Some(dp) = dp {
+        let mut decided = [stop as u8 as f64, state.plateau_lr];
+        dp.broadcast_values(&mut decided)?;
+        (stop, state.plateau_lr) = (decided[0] != 0.0, decided[1]);
+    }
+    Ok(stop)
+}
+
+/// The run's corpora. In a data-parallel run the leader prepares the model directory (the
+/// vocabulary) and the other ranks then read it.
+fn load_corpora(cfg: &Config, dir: &Path, dp: Option<&DataParallel>) -> Result<RunCorpora, Error> {
+    match dp {
+        Some(dp) if !dp.is_leader() => {
+            dp.barrier()?;
+            RunCorpora::load(cfg, dir)
+        }
+        _ => {
+            let data = RunCorpora::load(cfg, dir)?;
+            dp.map(DataParallel::barrier).transpose()?;
+            Ok(data)
+        }
+    }
+}
+
+/// Whether the time budget is spent; in a data-parallel run, by the leader's clock.
+fn out_of_time(t: &TrainConfig, state: &TrainState, dp: Option<&DataParallel>) -> Result<bool, Error> {
+    if t.max_minutes <= 0.0 {
+        return Ok(false);
+    }
+    let mut spent = [(state.train_seconds >= 60.0 * t.max_minutes) as u8 as f64];
+    if let Some(dp) = dp {
+        dp.broadcast_values(&mut spent)?;
+    }
+    Ok(spent[0] != 0.0)
+}
+
+/// This process's rows of the global batch `rows` (all of them, or its data-parallel share): the
+/// batch (None if the share is empty), their corpus-order indices (what a stored top-k file is
+/// indexed by), and the labels (`y1 .. ym </s>`) of the whole batch, which its loss is divided by.
+fn share_of(
+    rows: &[usize],
+    dp: Option<&DataParallel>,
+    pairs: &[(&[u32], &[u32])],
+    keep: &[usize],
+    device: tch::Device,
+) -> (Option<Batch>, Vec<usize>, i64) {
+    let mine = dp.map_or_else(|| rows.to_vec(), |dp| dp.share(rows));
+    let batch =
+        (!mine.is_empty()).then(|| Batch::new(&mine.iter().map(|&i| pairs[i]).collect::<Vec<_>>(), device));
+    let sentences = mine.iter().map(|&i| keep[i]).collect();
+    let batch_tokens = rows.iter().map(|&i| pairs[i].1.len() as i64 + 1).sum();
+    (batch, sentences, batch_tokens)
 }
 
 /// Training seconds over all runs: this process's plus those the checkpoint recorded.
