@@ -1216,21 +1216,40 @@ fn data_parallel_training_on_two_processes_equals_one_process_on_the_same_batche
     let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&one), "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let two = dir.path().join("two");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let rank = |r: &str| {
-        Command::new(env!("CARGO_BIN_EXE_seqkd"))
-            .args(["train", "--config", p(&config), "--model-dir", p(&two), "--quiet"])
-            .args(["--world-size", "2", "--rank", r, "--master-port", &port, "--dp-timeout", "120"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
+    // Both ranks of a 2-process run into `model_dir`; rank 0's stdout.
+    let two_processes = |model_dir: &Path, extra: &[&str]| -> String {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+        let rank = |r: &str| {
+            Command::new(env!("CARGO_BIN_EXE_seqkd"))
+                .args(["train", "--config", p(&config), "--model-dir", p(model_dir), "--quiet"])
+                .args(["--world-size", "2", "--rank", r, "--master-port", &port, "--dp-timeout", "120"])
+                .args(extra)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (r0, r1) = (rank("0"), rank("1"));
+        let (o0, o1) = (r0.wait_with_output().unwrap(), r1.wait_with_output().unwrap());
+        assert!(
+            o0.status.success() && o1.status.success(),
+            "rank 0: {}\nrank 1: {}",
+            stderr(&o0),
+            stderr(&o1)
+        );
+        stdout(&o0)
     };
-    let (r0, r1) = (rank("0"), rank("1"));
-    let (o0, o1) = (r0.wait_with_output().unwrap(), r1.wait_with_output().unwrap());
-    assert!(o0.status.success() && o1.status.success(), "rank 0: {}\nrank 1: {}", stderr(&o0), stderr(&o1));
-    assert!(stdout(&o0).contains("trained 30 steps"), "{}", stdout(&o0));
+    let two = dir.path().join("two");
+    assert!(two_processes(&two, &[]).contains("trained 30 steps"));
+    // Stopped after 12 updates and resumed (every rank reads the checkpoint): the same weights.
+    let resumed = dir.path().join("resumed");
+    two_processes(&resumed, &["--max-steps", "12"]);
+    assert!(two_processes(&resumed, &["--resume", "--max-steps", "30"]).contains("trained 30 steps"));
+    assert_eq!(
+        checkpoint_weights(&resumed.join("last.safetensors")),
+        checkpoint_weights(&two.join("last.safetensors"))
+    );
 
     let (w1, w2) =
         (checkpoint_f32(&one.join("last.safetensors")), checkpoint_f32(&two.join("last.safetensors")));

@@ -1,6 +1,6 @@
 //! Data-parallel training: `world` processes share every global batch and sum their gradients,
 //!
-//!     g = (1 / N) · Σ_r Σ_{(s,t) ∈ B_r} ∇ ℓ(s, t),   N = target tokens of B = ∪_r B_r,
+//! g = (1 / N) · Σ_r Σ_{(s,t) ∈ B_r} ∇ ℓ(s, t),   N = target tokens of B = ∪_r B_r,
 //!
 //! so each update equals the single-process update on the whole batch B (to float rounding), with
 //! each process computing a 1/world share. Rank r takes rows r, r + world, r + 2·world, … of the
