@@ -289,7 +289,7 @@ threads = 1
     config
 }
 
-/// The model tensors of a checkpoint, by name (optimizer state excluded).
+/// The tensors of a checkpoint (weights and optimiser state), by name.
 fn checkpoint_weights(path: &Path) -> Vec<(String, Vec<u8>)> {
     let bytes = std::fs::read(path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -1254,6 +1254,26 @@ fn data_parallel_training_on_two_processes_equals_one_process_on_the_same_batche
     let (w1, w2) =
         (checkpoint_f32(&one.join("last.safetensors")), checkpoint_f32(&two.join("last.safetensors")));
     let diff = max_abs_diff(&w1, &w2);
+    // Ranks started with different budgets both stop at once, with the same clear error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let mismatched = dir.path().join("mismatched");
+    let children: Vec<_> = [("1", "20"), ("0", "30")]
+        .into_iter()
+        .map(|(r, steps)| {
+            Command::new(env!("CARGO_BIN_EXE_seqkd"))
+                .args(["train", "--config", p(&config), "--model-dir", p(&mismatched), "--quiet"])
+                .args(["--world-size", "2", "--rank", r, "--master-port", &port, "--dp-timeout", "120"])
+                .args(["--max-steps", steps])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(!out.status.success() && stderr(&out).contains("differ from rank 0"), "{}", stderr(&out));
+    }
     // What "different" looks like: the same run from another seed.
     let other = dir.path().join("other");
     std::fs::write(&config, text.replace("threads = 1", "threads = 1\nseed = 2")).unwrap();

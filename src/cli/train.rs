@@ -44,8 +44,10 @@ pub struct Args {
     /// Port of rank 0's rendezvous store.
     #[arg(long, env = "MASTER_PORT", default_value_t = 29500)]
     pub master_port: u16,
-    /// Seconds to wait for the other processes (at the start and in each collective).
-    #[arg(long, default_value_t = 600)]
+    /// Seconds to wait for the other processes, at the start and in each collective. It must
+    /// cover what rank 0 does alone while the others wait: training the vocabulary, and each
+    /// validation (torch.distributed's default is the same 30 minutes).
+    #[arg(long, default_value_t = 1800)]
     pub dp_timeout: u64,
 }
 
@@ -74,7 +76,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.world_size == 0 || args.rank >= args.world_size.max(1) {
         anyhow::bail!("--rank {} is not in 0..{} (--world-size)", args.rank, args.world_size);
     }
+    if args.world_size > 1 && cfg.train.device != "cpu" {
+        anyhow::bail!(
+            "data-parallel training runs on CPUs (Gloo); train.device is {}: NCCL for GPUs is not built",
+            cfg.train.device
+        );
+    }
     let state = train(&cfg, &opts).with_context(|| format!("training into {}", args.model_dir.display()))?;
+    if args.rank > 0 {
+        println!(
+            "rank {} of {}: trained {} steps; rank 0 validates and writes the model",
+            args.rank, args.world_size, state.step
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     println!(
         "trained {} steps ({} epochs); kept model: validation perplexity {:.3}, greedy BLEU {:.2}; model in {}",
         state.step,

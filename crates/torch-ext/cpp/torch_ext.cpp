@@ -54,6 +54,8 @@ char* seqkd_ext_autocast_enter(int kind) {
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);
+  } catch (...) {
+    return message("unknown C++ exception");
   }
 }
 
@@ -67,6 +69,8 @@ char* seqkd_ext_autocast_exit() {
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);
+  } catch (...) {
+    return message("unknown C++ exception");
   }
 }
 
@@ -110,6 +114,8 @@ char* seqkd_ext_group_new(
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);
+  } catch (...) {
+    return message("unknown C++ exception");
   }
 }
 
@@ -126,6 +132,8 @@ char* seqkd_ext_all_reduce_sum(void* group, at::Tensor* tensor) {
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);
+  } catch (...) {
+    return message("unknown C++ exception");
   }
 }
 
@@ -140,6 +148,8 @@ char* seqkd_ext_broadcast(void* group, at::Tensor* tensor, int root) {
     return nullptr;
   } catch (const std::exception& e) {
     return message(e);
+  } catch (...) {
+    return message("unknown C++ exception");
   }
 }
 

@@ -91,6 +91,25 @@ impl DataParallel {
         Ok(())
     }
 
+    /// Fails on every rank, with the same error, unless every rank's `facts` equal the leader's
+    /// (a rank started with other flags or another config would call the collectives a different
+    /// number of times, or with other sizes, and hang until the timeout).
+    pub fn check_same(&self, facts: &[f64], what: &str) -> Result<(), Error> {
+        let mut leaders = facts.to_vec();
+        self.broadcast_values(&mut leaders)?;
+        let mut differ = Tensor::from_slice(&[(leaders != facts) as u8 as f64]);
+        self.group.all_reduce_sum(&mut differ).map_err(comm)?;
+        let n = differ.double_value(&[0]);
+        if n > 0.0 {
+            return Err(Error::Invalid(format!(
+                "{n} of the {} ranks differ from rank 0 in {what}: start every rank with the same \
+                 config, flags and model directory",
+                self.world()
+            )));
+        }
+        Ok(())
+    }
+
     /// Gives every rank the leader's weights (so that all start from the same point).
     pub fn broadcast_weights(&self, vars: &HashMap<String, Tensor>) -> Result<(), Error> {
         let params = by_name(vars);

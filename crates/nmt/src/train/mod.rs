@@ -70,6 +70,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
 
     let Begun { vs, model, mut opt, mut state, constraint } =
         begin(&cfg, dir, data.vocab.len() as i64, resuming, method, leader)?;
+    if let Some(dp) = &dp {
+        dp.check_same(&run_facts(&cfg, resuming, &state, &vs), "the recipe, budget or checkpoint")?;
+    }
     if state.finished {
         return Ok(state); // and the budget allows no more
     }
@@ -340,6 +343,26 @@ fn validation_point(
         (stop, state.plateau_lr) = (decided[0] != 0.0, decided[1]);
     }
     Ok(stop)
+}
+
+/// What every rank of a data-parallel run must agree on, as exact f64s: the model and training
+/// sections of the config (hashed; data paths may differ between machines), whether the run
+/// resumes, from which update, and the number of weights.
+fn run_facts(cfg: &Config, resuming: bool, state: &TrainState, vs: &nn::VarStore) -> Vec<f64> {
+    use std::hash::{Hash, Hasher};
+    // DefaultHasher::new() has fixed keys: the same text hashes alike in every process.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    toml::to_string(&cfg.model).unwrap_or_default().hash(&mut h);
+    toml::to_string(&cfg.train).unwrap_or_default().hash(&mut h);
+    let hash = h.finish();
+    let weights: i64 = vs.variables().values().map(Tensor::numel).map(|n| n as i64).sum();
+    vec![
+        (hash >> 32) as f64,
+        (hash & 0xffff_ffff) as f64,
+        resuming as u8 as f64,
+        state.step as f64,
+        weights as f64,
+    ]
 }
 
 /// The run's corpora. In a data-parallel run the leader prepares the model directory (the
