@@ -13,6 +13,7 @@
 //! on CPUs; NCCL sits behind the same c10d interface for GPUs. Rank 0 (the leader) alone
 //! validates, logs and writes the model directory; it tells the others when the run stops.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub struct DataParallelConfig {
 /// This process's place in a data-parallel run.
 pub struct DataParallel {
     group: Group,
+    /// The gradients' all-reduce buffer (every gradient, then the loss), made at the first update
+    /// and reused: the update copies into it and back, and allocates nothing.
+    flat: RefCell<Option<Tensor>>,
 }
 
 fn comm(e: seqkd_torch_ext::TorchError) -> Error {
@@ -58,7 +62,7 @@ impl DataParallel {
                 c.rank, c.world, c.master_addr, c.master_port
             ))
         })?;
-        Ok(Self { group })
+        Ok(Self { group, flat: RefCell::new(None) })
     }
 
     pub fn rank(&self) -> usize {
@@ -125,11 +129,17 @@ impl DataParallel {
         let grads: Vec<Tensor> =
             by_name(vars).into_iter().filter(|v| v.requires_grad()).map(Tensor::grad).collect();
         let refs: Vec<&Tensor> = grads.iter().collect();
-        let mut flat = Tensor::cat(&[flatten(&refs), Tensor::from_slice(&[loss as f32])], 0);
-        self.group.all_reduce_sum(&mut flat).map_err(comm)?;
-        let n = flat.size()[0];
-        unflatten_into(&flat.narrow(0, 0, n - 1), &refs);
-        Ok(flat.double_value(&[n - 1]))
+        let n: i64 = refs.iter().map(|g| g.numel() as i64).sum();
+        let mut slot = self.flat.borrow_mut();
+        if slot.as_ref().is_none_or(|f| f.size() != [n + 1]) {
+            *slot = Some(Tensor::zeros([n + 1], (Kind::Float, tch::Device::Cpu)));
+        }
+        let flat = slot.as_mut().expect("made above");
+        flatten_into(&refs, &flat.narrow(0, 0, n));
+        let _ = flat.narrow(0, n, 1).fill_(loss);
+        self.group.all_reduce_sum(flat).map_err(comm)?;
+        unflatten_into(&flat.narrow(0, 0, n), &refs);
+        Ok(flat.double_value(&[n]))
     }
 }
 
@@ -152,8 +162,20 @@ pub fn define_grads(vars: &HashMap<String, Tensor>) {
 }
 
 fn flatten(ts: &[&Tensor]) -> Tensor {
-    let views: Vec<Tensor> = ts.iter().map(|t| t.detach().to_kind(Kind::Float).reshape([-1])).collect();
-    Tensor::cat(&views, 0)
+    let n: i64 = ts.iter().map(|t| t.numel() as i64).sum();
+    let flat = Tensor::zeros([n], (Kind::Float, tch::Device::Cpu));
+    flatten_into(ts, &flat);
+    flat
+}
+
+/// Copies `ts` one after another into `flat`.
+fn flatten_into(ts: &[&Tensor], flat: &Tensor) {
+    let mut at = 0;
+    for t in ts {
+        let n = t.numel() as i64;
+        flat.narrow(0, at, n).copy_(&t.detach().reshape([-1]));
+        at += n;
+    }
 }
 
 /// Copies consecutive slices of `flat` back into `ts`.

@@ -403,7 +403,7 @@ fn share_of(
     keep: &[usize],
     device: tch::Device,
 ) -> (Option<Batch>, Vec<usize>, i64) {
-    let mine = dp.map_or_else(|| rows.to_vec(), |dp| dp.share(rows));
+    let mine: std::borrow::Cow<[usize]> = dp.map_or(rows.into(), |dp| dp.share(rows).into());
     let batch =
         (!mine.is_empty()).then(|| Batch::new(&mine.iter().map(|&i| pairs[i]).collect::<Vec<_>>(), device));
     let sentences = mine.iter().map(|&i| keep[i]).collect();
