@@ -2,7 +2,8 @@
 # The data stages at scale (issue 23): for each corpus size N (training pairs), time and peak RSS of
 #   gen-corpus · check-corpus (both sides) · vocab train (joint BPE 8000) ·
 #   train to its first update (reading, encoding, filtering, batching the corpus; one update of a
-#   small Transformer) · Seq-KD pass and top-k store over the first PASS sentences (native engine,
+#   small Transformer), in memory and with `[data] stream` (encoding the ids into the model
+#   directory, then a restart that maps them) · Seq-KD pass and top-k store over the first PASS sentences (native engine,
 #   a tiny teacher trained on the 200k-independent dev corpus, so the pass cost does not grow with N)
 # and prints one markdown row per stage and size. Writes only under a temporary directory.
 #
@@ -50,5 +51,12 @@ threads = 2
 TOML
   stage "$n" "train, to the first update" "grep -o 'trained [0-9]* step[s]*' $work/log | head -1" \
     "$seqkd" train --config "$d/train.toml" --model-dir "$d/model" --quiet
+  sed 's/^\[data\]$/[data]\nstream = true/' "$d/train.toml" > "$d/stream.toml"
+  stage "$n" "train streamed, to the first update (encodes the ids)" \
+    "du -ch $d/smodel/train.*.ids | tail -1 | cut -f1" \
+    "$seqkd" train --config "$d/stream.toml" --model-dir "$d/smodel" --quiet
+  stage "$n" "train streamed, restarted (maps the ids), to its update" \
+    "grep -o 'trained [0-9]* step[s]*' $work/log | head -1" \
+    "$seqkd" train --config "$d/stream.toml" --model-dir "$d/smodel" --quiet --resume --max-steps 2
   rm -rf "$d"
 done

@@ -341,6 +341,58 @@ fn training_killed_with_sigkill_and_resumed_equals_an_uninterrupted_run() {
 }
 
 #[test]
+fn streamed_corpus_trains_the_same_weights_and_is_encoded_again_only_when_the_text_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tiny_training_setup(dir.path(), 20);
+    let streamed = dir.path().join("streamed.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&streamed, text.replace("[data]", "[data]\nstream = true")).unwrap();
+    let train = |cfg: &Path, model_dir: &Path, extra: &[&str]| {
+        let args = [&["train", "--config", p(cfg), "--model-dir", p(model_dir), "--quiet"], extra].concat();
+        seqkd(&args)
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(train(&config, &a, &[]).status.success());
+    let out = train(&streamed, &b, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The vocabulary trained on the streamed text, and the weights, are those of the in-memory run.
+    assert_eq!(std::fs::read(a.join("vocab.json")).unwrap(), std::fs::read(b.join("vocab.json")).unwrap());
+    assert_eq!(
+        checkpoint_weights(&a.join("model.safetensors")),
+        checkpoint_weights(&b.join("model.safetensors"))
+    );
+    let ids = b.join("train.tgt.ids");
+    let written = || std::fs::metadata(&ids).unwrap().modified().unwrap();
+    let first = written();
+
+    // Resuming maps the same files; an edited corpus is encoded again.
+    let out = train(&streamed, &b, &["--resume", "--max-steps", "25"]);
+    assert!(out.status.success() && !stderr(&out).contains("again"), "{}", stderr(&out));
+    assert_eq!(written(), first);
+    let tgt = dir.path().join("data/train.syn");
+    let lines = std::fs::read_to_string(&tgt).unwrap();
+    std::fs::write(&tgt, lines.replacen(" ", "  ", 1)).unwrap();
+    let out = train(&streamed, &b, &["--resume", "--max-steps", "30"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("train.src.ids: made from another corpus or vocabulary; encoding"),
+        "{}",
+        stderr(&out)
+    );
+    assert_ne!(written(), first);
+
+    // A defect stops a streamed run at its file and line, before any vocabulary is kept.
+    let mut broken: Vec<&str> = lines.lines().collect();
+    broken[122] = "";
+    std::fs::write(&tgt, broken.join("\n") + "\n").unwrap();
+    let c = dir.path().join("c");
+    let out = train(&streamed, &c, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("train.syn:123: empty line"), "{}", stderr(&out));
+    assert!(!c.join("vocab.json").exists() && !c.join("train.src.ids").exists());
+}
+
+#[test]
 fn select_by_bleu_keeps_the_validation_with_the_best_bleu() {
     // A tiny model validated on its own 60 training pairs: BLEU moves early, and not always with
     // perplexity.
@@ -1216,13 +1268,13 @@ fn data_parallel_training_on_two_processes_equals_one_process_on_the_same_batche
     let out = seqkd(&["train", "--config", p(&config), "--model-dir", p(&one), "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
 
-    // Both ranks of a 2-process run into `model_dir`; rank 0's stdout.
-    let two_processes = |model_dir: &Path, extra: &[&str]| -> String {
+    // Both ranks of a 2-process run of `config` into `model_dir`; rank 0's stdout.
+    let two_processes = |config: &Path, model_dir: &Path, extra: &[&str]| -> String {
         let port =
             std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
         let rank = |r: &str| {
             Command::new(env!("CARGO_BIN_EXE_seqkd"))
-                .args(["train", "--config", p(&config), "--model-dir", p(model_dir), "--quiet"])
+                .args(["train", "--config", p(config), "--model-dir", p(model_dir), "--quiet"])
                 .args(["--world-size", "2", "--rank", r, "--master-port", &port, "--dp-timeout", "120"])
                 .args(extra)
                 .stdout(std::process::Stdio::piped())
@@ -1241,11 +1293,16 @@ fn data_parallel_training_on_two_processes_equals_one_process_on_the_same_batche
         stdout(&o0)
     };
     let two = dir.path().join("two");
-    assert!(two_processes(&two, &[]).contains("trained 30 steps"));
+    assert!(two_processes(&config, &two, &[]).contains("trained 30 steps"));
     // Stopped after 12 updates and resumed (every rank reads the checkpoint): the same weights.
+    // This run streams its corpus: rank 0 encodes it into the model directory, rank 1 maps it.
+    let streamed = dir.path().join("streamed.toml");
+    std::fs::write(&streamed, text.replace("[data]", "[data]\nstream = true")).unwrap();
     let resumed = dir.path().join("resumed");
-    two_processes(&resumed, &["--max-steps", "12"]);
-    assert!(two_processes(&resumed, &["--resume", "--max-steps", "30"]).contains("trained 30 steps"));
+    two_processes(&streamed, &resumed, &["--max-steps", "12"]);
+    assert!(resumed.join("train.tgt.ids").exists());
+    let again = two_processes(&streamed, &resumed, &["--resume", "--max-steps", "30"]);
+    assert!(again.contains("trained 30 steps"));
     assert_eq!(
         checkpoint_weights(&resumed.join("last.safetensors")),
         checkpoint_weights(&two.join("last.safetensors"))

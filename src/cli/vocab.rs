@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use seqkd_text::corpus::{read_lines, LineLimits};
+use seqkd_text::corpus::{check_lines, LineLimits};
 use seqkd_text::vocab::{SubwordKind, Vocab, VocabConfig};
 
 #[derive(Debug, clap::Subcommand)]
@@ -93,12 +93,13 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Trains on every line of the given files (read and checked first, so a bad file names its line).
+/// Trains on every line of the given files (checked first, so a bad file names its line), streamed:
+/// memory grows with the distinct words, not with the corpus.
 pub fn train_from_files(files: &[PathBuf], cfg: &VocabConfig) -> anyhow::Result<Vocab> {
     let limits = LineLimits { allow_empty: true, ..Default::default() };
-    let mut lines = Vec::new();
     for file in files {
-        lines.extend(read_lines(file, &limits)?);
+        check_lines(file, &limits)?;
     }
-    Ok(Vocab::train(lines.iter(), cfg)?)
+    let paths: Vec<&std::path::Path> = files.iter().map(PathBuf::as_path).collect();
+    Ok(Vocab::train_on_files(&paths, cfg)?)
 }

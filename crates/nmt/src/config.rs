@@ -39,6 +39,11 @@ pub struct DataConfig {
     pub vocab_path: Option<PathBuf>,
     /// Training pairs outside these subword lengths/ratio are dropped.
     pub filter: LengthFilter,
+    /// Stream the training corpus instead of holding it: its subword ids are written once into the
+    /// model directory (`train.src.ids`, `train.tgt.ids`, ~4 bytes a subword) and memory-mapped,
+    /// and a vocabulary is trained on the text as it is read. For corpora larger than memory
+    /// (docs/scale.md); the batches, and so the trained weights, are the same either way.
+    pub stream: bool,
 }
 
 /// Which optimiser and learning-rate schedule.

@@ -35,6 +35,17 @@ pub enum Error {
     Conflict(String),
 }
 
+impl From<seqkd_text::encoded::EncodedError> for Error {
+    fn from(e: seqkd_text::encoded::EncodedError) -> Self {
+        use seqkd_text::encoded::EncodedError;
+        match e {
+            EncodedError::Io { path, source } => Error::Io { path, source },
+            EncodedError::Corpus(e) => e.into(),
+            EncodedError::Vocab(e) => e.into(),
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// `map_err` for I/O on `path`.

@@ -100,6 +100,9 @@ pub enum CorpusError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Defect(Problem),
+    /// A caller's callback stopped the walk (its own error is returned instead).
+    #[error("stopped by the caller")]
+    Stopped,
 }
 
 /// One checked line: its text, or the defect found in it.
@@ -221,7 +224,10 @@ pub fn check_parallel(src: &Path, tgt: &Path, limits: &LineLimits) -> Result<Che
             }
             Ok(())
         },
-        |_, _| report.pairs += 1,
+        |_, _| {
+            report.pairs += 1;
+            Ok(())
+        },
     )?;
     Ok(report)
 }
@@ -237,9 +243,69 @@ pub fn read_parallel(src: &Path, tgt: &Path, limits: &LineLimits) -> Result<Para
         |s, t| {
             corpus.src.push(s.to_owned());
             corpus.tgt.push(t.to_owned());
+            Ok(())
         },
     )?;
     Ok(corpus)
+}
+
+/// Checks a parallel corpus line by line without holding it, failing at the first defect with
+/// its file and line. Returns the number of pairs.
+pub fn walk_checked(src: &Path, tgt: &Path, limits: &LineLimits) -> Result<usize, CorpusError> {
+    let mut pairs = 0;
+    walk_parallel(
+        src,
+        tgt,
+        limits,
+        |problem| Err(CorpusError::Defect(problem)),
+        |_, _| {
+            pairs += 1;
+            Ok(())
+        },
+    )?;
+    Ok(pairs)
+}
+
+/// Streams a parallel corpus in chunks of up to `chunk` pairs, in order, without holding more than
+/// one chunk; fails at the first defect with its file and line, as [`read_parallel`] does.
+/// Returns the number of pairs.
+pub fn read_parallel_chunks<E: From<CorpusError>>(
+    src: &Path,
+    tgt: &Path,
+    limits: &LineLimits,
+    chunk: usize,
+    mut on_chunk: impl FnMut(&ParallelCorpus) -> Result<(), E>,
+) -> Result<usize, E> {
+    let (chunk, mut pairs) = (chunk.max(1), 0);
+    let mut corpus = ParallelCorpus::default();
+    let mut failed = None;
+    walk_parallel(
+        src,
+        tgt,
+        limits,
+        |problem| Err(CorpusError::Defect(problem)),
+        |s, t| {
+            corpus.src.push(s.to_owned());
+            corpus.tgt.push(t.to_owned());
+            pairs += 1;
+            if corpus.len() == chunk {
+                if let Err(e) = on_chunk(&corpus) {
+                    failed = Some(e);
+                    return Err(CorpusError::Stopped);
+                }
+                corpus = ParallelCorpus::default();
+            }
+            Ok(())
+        },
+    )
+    .map_err(|e| match (e, failed.take()) {
+        (CorpusError::Stopped, Some(stopped)) => stopped,
+        (e, _) => E::from(e),
+    })?;
+    if !corpus.is_empty() {
+        on_chunk(&corpus)?;
+    }
+    Ok(pairs)
 }
 
 /// The shared loop of [`check_parallel`] and [`read_parallel`]: `on_problem` decides whether a
@@ -249,7 +315,7 @@ fn walk_parallel(
     tgt: &Path,
     limits: &LineLimits,
     mut on_problem: impl FnMut(Problem) -> Result<(), CorpusError>,
-    mut on_pair: impl FnMut(&str, &str),
+    mut on_pair: impl FnMut(&str, &str) -> Result<(), CorpusError>,
 ) -> Result<(), CorpusError> {
     let mut src_lines = RawLines::open(src)?;
     let mut tgt_lines = RawLines::open(tgt)?;
@@ -285,12 +351,24 @@ fn walk_parallel(
                 }
                 if clean {
                     if let (Ok(s), Ok(t)) = (s, t) {
-                        on_pair(&s, &t);
+                        on_pair(&s, &t)?;
                     }
                 }
             }
         }
     }
+}
+
+/// Checks a one-sided text file line by line without holding it, failing at the first defect with
+/// its line. Returns the number of lines.
+pub fn check_lines(path: &Path, limits: &LineLimits) -> Result<usize, CorpusError> {
+    let mut lines = RawLines::open(path)?;
+    while let Some(raw) = lines.next_line()? {
+        if let Err(defect) = check_line(raw, limits) {
+            return Err(CorpusError::Defect(Problem { path: path.into(), line: lines.line, defect }));
+        }
+    }
+    Ok(lines.line)
 }
 
 /// Reads a one-sided text file (system output, references, input to translate), checking each line.

@@ -1,12 +1,14 @@
 //! seqkd-text: everything in seqkd that works on text, with no tensors.
 //!
-//! The data flow starts here: [`corpus`] reads and validates parallel files, [`vocab`] trains and
+//! The data flow starts here: [`corpus`] reads and validates parallel files ([`encoded`] keeps
+//! their subword ids on disk, memory-mapped, for corpora larger than memory), [`vocab`] trains and
 //! applies a joint subword vocabulary, [`batching`] groups sentence pairs into token-sized batches,
 //! and [`metrics`] scores translations exactly as sacrebleu 2.6.0 does. [`synth`] generates the
 //! built-in corpus that the demo and the tests use; [`paths`] shows paths as a person reads them.
 
 pub mod batching;
 pub mod corpus;
+pub mod encoded;
 pub mod fnv;
 pub mod metrics;
 pub mod paths;

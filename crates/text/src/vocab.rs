@@ -171,6 +171,34 @@ impl Vocab {
         Ok(vocab)
     }
 
+    /// Learns a vocabulary from every line of `paths`, one file after the other, streamed: memory
+    /// grows with the distinct words, not with the corpus. The caller checks the lines first
+    /// ([`crate::corpus::check_lines`]); this reads them as they are.
+    pub fn train_on_files(paths: &[&Path], cfg: &VocabConfig) -> Result<Self, VocabError> {
+        use std::io::BufRead;
+        let failed = std::sync::Mutex::new(None);
+        let lines = paths.iter().flat_map(|&path| {
+            let reader = fs::File::open(path).map(|f| std::io::BufReader::with_capacity(1 << 20, f));
+            let lines: Box<dyn Iterator<Item = std::io::Result<String>> + Send> = match reader {
+                Ok(r) => Box::new(r.lines()),
+                Err(e) => Box::new(std::iter::once(Err(e))),
+            };
+            let failed = &failed;
+            lines.map_while(move |line| {
+                line.map_err(|source| {
+                    let mut slot = failed.lock().unwrap_or_else(|p| p.into_inner());
+                    slot.get_or_insert(VocabError::Io { path: path.into(), source });
+                })
+                .ok()
+            })
+        });
+        let vocab = Self::train(lines, cfg);
+        match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => vocab,
+        }
+    }
+
     /// An imported model's SentencePiece vocabulary.
     pub fn from_spm(spm: SpmVocab) -> Self {
         Self { inner: Inner::Spm(Box::new(spm)) }
@@ -442,6 +470,25 @@ mod tests {
         let text = "A man climbs into a blue playhouse.";
         assert_eq!(vocab.encode(text).unwrap(), loaded.encode(text).unwrap());
         assert_eq!(loaded.len(), vocab.len());
+    }
+
+    #[test]
+    fn training_on_streamed_files_equals_training_on_the_lines_in_memory() {
+        let cfg = VocabConfig { size: 300, min_frequency: 1, ..Default::default() };
+        let lines = sentences();
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+        let half = lines.len() / 2;
+        fs::write(&a, lines[..half].join("\n")).unwrap();
+        fs::write(&b, lines[half..].join("\n") + "\n").unwrap();
+        let streamed = Vocab::train_on_files(&[&a, &b], &cfg).unwrap();
+        let (p, q) = (dir.path().join("p.json"), dir.path().join("q.json"));
+        streamed.save(&p).unwrap();
+        Vocab::train(lines.iter(), &cfg).unwrap().save(&q).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), fs::read(&q).unwrap());
+        let missing = dir.path().join("missing.txt");
+        let err = Vocab::train_on_files(&[&a, &missing], &cfg).err().unwrap().to_string();
+        assert!(err.contains("missing.txt"), "{err}");
     }
 
     #[test]

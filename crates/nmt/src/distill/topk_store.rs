@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use seqkd_text::encoded::Sentences;
 use seqkd_text::fnv::Fnv1a;
 
 use crate::error::Error;
@@ -79,10 +80,10 @@ impl StoreHeader {
 }
 
 /// FNV-1a over the target ids, sentence by sentence (a sentence boundary hashes as `u32::MAX`).
-pub fn targets_hash<T: AsRef<[u32]>>(targets: &[T]) -> u64 {
+pub fn targets_hash(targets: &(impl Sentences + ?Sized)) -> u64 {
     let mut h = Fnv1a::new();
-    for t in targets {
-        for &id in t.as_ref().iter().chain(&[u32::MAX]) {
+    for i in 0..targets.count() {
+        for &id in targets.sentence(i).iter().chain(&[u32::MAX]) {
             h.bytes(&id.to_le_bytes());
         }
     }
@@ -108,10 +109,10 @@ pub fn encode_position(header: &StoreHeader, ids: &[u32], probs: &[f32], out: &m
 }
 
 /// The index and header written after the records of all `targets` (subword ids without `</s>`).
-pub fn trailer<T: AsRef<[u32]>>(header: &StoreHeader, targets: &[T]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 * targets.len() + 512);
-    for t in targets {
-        out.extend_from_slice(&(t.as_ref().len() as u32 + 1).to_le_bytes());
+pub fn trailer(header: &StoreHeader, targets: &(impl Sentences + ?Sized)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 * targets.count() + 512);
+    for i in 0..targets.count() {
+        out.extend_from_slice(&(targets.sentence(i).len() as u32 + 1).to_le_bytes());
     }
     let json = serde_json::to_vec(header).expect("serializable");
     out.extend_from_slice(&json);
@@ -215,7 +216,7 @@ impl TopkStore {
 
     /// Checks that this store was made for `targets` (the training corpus's target ids, in corpus
     /// order) with a vocabulary of `vocab_size` ids.
-    pub fn check_matches<T: AsRef<[u32]>>(&self, targets: &[T], vocab_size: usize) -> Result<(), Error> {
+    pub fn check_matches(&self, targets: &(impl Sentences + ?Sized), vocab_size: usize) -> Result<(), Error> {
         let invalid = |reason: String| Error::BadFile {
             path: self.path.clone(),
             reason: format!("not a complete seqkd top-k store ({reason})"),
@@ -226,19 +227,19 @@ impl TopkStore {
                 self.header.vocab_size
             )));
         }
-        if self.header.n_sentences != targets.len() {
+        if self.header.n_sentences != targets.count() {
             return Err(invalid(format!(
                 "holds {} sentences, the training corpus has {}: was it made for another corpus?",
                 self.header.n_sentences,
-                targets.len()
+                targets.count()
             )));
         }
-        if let Some(i) = (0..targets.len()).find(|&i| self.positions(i) != targets[i].as_ref().len() + 1) {
+        if let Some(i) = (0..targets.count()).find(|&i| self.positions(i) != targets.sentence(i).len() + 1) {
             return Err(invalid(format!(
                 "sentence {} has {} stored positions but {} target subwords + </s>: made for another corpus",
                 i + 1,
                 self.positions(i),
-                targets[i].as_ref().len()
+                targets.sentence(i).len()
             )));
         }
         if self.header.targets_hash != targets_hash(targets) {
@@ -316,7 +317,7 @@ mod tests {
             }
             // Another corpus is refused, by sentence count, by length and by content.
             assert!(store.check_matches(&targets[..2], vocab_size).is_err());
-            let err = store.check_matches(&[vec![5, 6, 7], vec![], vec![8]], vocab_size).unwrap_err();
+            let err = store.check_matches(&vec![vec![5, 6, 7], vec![], vec![8]], vocab_size).unwrap_err();
             assert!(err.to_string().contains("hash"), "{err}");
             assert!(store.check_matches(&targets, vocab_size + 1).is_err());
         }

@@ -15,6 +15,7 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 use seqkd_text::batching::{BatchConfig, Batcher};
+use seqkd_text::encoded::Sentences;
 use seqkd_text::vocab::{Vocab, SPECIAL_IDS};
 
 use seqkd_runtime::forced::ForcedTopk;
@@ -73,7 +74,7 @@ impl WordKd {
     pub fn open(
         cfg: &WordKdConfig,
         vocab: &Vocab,
-        targets: &[Vec<u32>],
+        targets: &dyn Sentences,
         device: tch::Device,
     ) -> Result<Self, Error> {
         cfg.validate().map_err(Error::Invalid)?;

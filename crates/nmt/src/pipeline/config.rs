@@ -83,6 +83,8 @@ pub struct PipelineData {
     /// The joint subword vocabulary every model shares (Word-KD needs one vocabulary).
     pub vocab: VocabConfig,
     pub filter: LengthFilter,
+    /// Every training run streams its corpus from memory-mapped subword ids (`[data] stream`).
+    pub stream: bool,
 }
 
 /// A model and how to train and decode it.

@@ -55,6 +55,7 @@ impl Train {
                 vocab: d.vocab.clone(),
                 vocab_path: Some(ctx.run.vocab()),
                 filter: d.filter,
+                stream: d.stream,
             },
             model: model.clone(),
             train: TrainConfig { init, ..train.clone() },

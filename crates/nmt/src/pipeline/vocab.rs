@@ -1,7 +1,7 @@
 //! The run's one joint subword vocabulary, which every model shares (Word-KD needs one
 //! vocabulary): the given teacher's, or one trained on the training corpus.
 
-use seqkd_text::corpus::{read_parallel, LineLimits};
+use seqkd_text::corpus::{walk_checked, LineLimits};
 use seqkd_text::vocab::Vocab;
 
 use crate::error::Error;
@@ -37,8 +37,8 @@ impl Stage for Vocabulary {
         match &ctx.cfg.teacher_model {
             Some(teacher) => Vocab::load(&teacher.join(VOCAB_FILE))?.save(&path)?,
             None => {
-                let train = read_parallel(&d.train_src, &d.train_tgt, &LineLimits::default())?;
-                Vocab::train(train.src.iter().chain(&train.tgt), &d.vocab)?.save(&path)?
+                walk_checked(&d.train_src, &d.train_tgt, &LineLimits::default())?;
+                Vocab::train_on_files(&[&d.train_src, &d.train_tgt], &d.vocab)?.save(&path)?
             }
         }
         Ok(())

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use tch::{Device, Tensor};
 
+use seqkd_text::encoded::Sentences;
 use seqkd_text::vocab::Vocab;
 
 use crate::batch::Batch;
@@ -79,7 +80,7 @@ pub enum Start<'a> {
 pub struct RunData<'a> {
     pub config: &'a Config,
     pub vocab: &'a Vocab,
-    pub targets: &'a [Vec<u32>],
+    pub targets: &'a dyn Sentences,
     pub device: Device,
 }
 

@@ -32,7 +32,7 @@ use crate::config::{Config, LrSchedule, TrainConfig};
 use crate::error::{io_err, Error};
 use crate::model::{Model, ModelConfig};
 use crate::model_dir::{load_dense, named_vars, BEST_FILE, CONFIG_FILE, LAST_FILE};
-use data::RunCorpora;
+use data::{Role, RunCorpora};
 use data_parallel::{DataParallel, DataParallelConfig};
 use method::{Method, RunData, Start, WeightConstraint};
 use metrics::{MetricsLog, Record};
@@ -66,7 +66,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
     let device = crate::parse_device(&cfg.train.device).map_err(Error::Invalid)?;
     let last_path = dir.join(LAST_FILE);
     let t = &cfg.train;
-    let (pairs, valid_pairs) = (data.train_pairs(), data.valid_pairs());
+    let valid_pairs = data.valid_pairs();
 
     let Begun { vs, model, mut opt, mut state, constraint } =
         begin(&cfg, dir, data.vocab.len() as i64, resuming, method, leader)?;
@@ -143,7 +143,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
                 return Ok(state);
             }
             let rows = &batches[state.batch_in_epoch];
-            let (batch, sentences, batch_tokens) = share_of(rows, dp.as_ref(), &pairs, &data.keep, device);
+            let (batch, sentences, batch_tokens) = share_of(rows, dp.as_ref(), &data, device);
             let lr = match schedule {
                 LrSchedule::InverseSqrt => inverse_sqrt_lr(t.lr, t.warmup_steps, state.step + 1),
                 LrSchedule::Plateau => warmup_lr(state.plateau_lr, t.warmup_steps, state.step + 1),
@@ -366,15 +366,15 @@ fn run_facts(cfg: &Config, resuming: bool, state: &TrainState, vs: &nn::VarStore
 }
 
 /// The run's corpora. In a data-parallel run the leader prepares the model directory (the
-/// vocabulary) and the other ranks then read it.
+/// vocabulary, a streamed corpus's ids) and the other ranks then read it.
 fn load_corpora(cfg: &Config, dir: &Path, dp: Option<&DataParallel>) -> Result<RunCorpora, Error> {
     match dp {
         Some(dp) if !dp.is_leader() => {
             dp.barrier()?;
-            RunCorpora::load(cfg, dir)
+            RunCorpora::load(cfg, dir, Role::Reader)
         }
         _ => {
-            let data = RunCorpora::load(cfg, dir)?;
+            let data = RunCorpora::load(cfg, dir, Role::Writer)?;
             dp.map(DataParallel::barrier).transpose()?;
             Ok(data)
         }
@@ -399,15 +399,14 @@ fn out_of_time(t: &TrainConfig, state: &TrainState, dp: Option<&DataParallel>) -
 fn share_of(
     rows: &[usize],
     dp: Option<&DataParallel>,
-    pairs: &[(&[u32], &[u32])],
-    keep: &[usize],
+    data: &RunCorpora,
     device: tch::Device,
 ) -> (Option<Batch>, Vec<usize>, i64) {
     let mine: std::borrow::Cow<[usize]> = dp.map_or(rows.into(), |dp| dp.share(rows).into());
-    let batch =
-        (!mine.is_empty()).then(|| Batch::new(&mine.iter().map(|&i| pairs[i]).collect::<Vec<_>>(), device));
-    let sentences = mine.iter().map(|&i| keep[i]).collect();
-    let batch_tokens = rows.iter().map(|&i| pairs[i].1.len() as i64 + 1).sum();
+    let batch = (!mine.is_empty())
+        .then(|| Batch::new(&mine.iter().map(|&k| data.pair(k)).collect::<Vec<_>>(), device));
+    let sentences = mine.iter().map(|&k| data.keep[k]).collect();
+    let batch_tokens = rows.iter().map(|&k| data.pair(k).1.len() as i64 + 1).sum();
     (batch, sentences, batch_tokens)
 }
 
