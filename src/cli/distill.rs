@@ -9,7 +9,7 @@ use seqkd_nmt::distill::topk_store::ProbPrecision;
 use seqkd_nmt::distill::word_kd::{write_topk_store, TopkOptions};
 use seqkd_nmt::distill::{seq_inter, seq_kd, Engine, PassOptions, PassStats};
 use seqkd_nmt::model_dir::LoadedModel;
-use seqkd_text::corpus::{read_lines, LineLimits};
+use seqkd_text::corpus::{read_lines, LineLimits, LineWindow, Lines};
 use seqkd_text::resumable::{merge_shards, Shard};
 
 use super::translate::Engine as TranslateEngine;
@@ -126,13 +126,16 @@ fn parse_precision(s: &str) -> Result<ProbPrecision, String> {
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
     let stats = match cmd {
         Command::SeqKd(a) => {
-            let (teacher, srcs, decode, opts) = prepare(&a.pass, a.beam, a.shard)?;
-            let refs = a.tgt.as_deref().map(read_corpus_side).transpose()?;
-            seq_kd::seq_kd(&teacher, &a.pass.teacher, &srcs, refs.as_deref(), &decode, &a.pass.out, &opts)?
+            let (teacher, decode, opts) = prepare(&a.pass, a.beam, a.shard)?;
+            let srcs = read_shard(&a.pass.src, &opts)?;
+            let refs = a.tgt.as_deref().map(|tgt| read_shard(tgt, &opts)).transpose()?;
+            let refs = refs.as_ref().map(|r| r as &dyn Lines);
+            seq_kd::seq_kd(&teacher, &a.pass.teacher, &srcs, refs, &decode, &a.pass.out, &opts)?
         }
         Command::SeqInter(a) => {
-            let (teacher, srcs, decode, opts) = prepare(&a.pass, a.beam, a.shard)?;
-            let refs = read_corpus_side(&a.tgt)?;
+            let (teacher, decode, opts) = prepare(&a.pass, a.beam, a.shard)?;
+            let srcs = read_shard(&a.pass.src, &opts)?;
+            let refs = read_shard(&a.tgt, &opts)?;
             let stats =
                 seq_inter::seq_inter(&teacher, &a.pass.teacher, &srcs, &refs, &decode, &a.pass.out, &opts)?;
             if stats.processed > 0 {
@@ -147,7 +150,8 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             stats
         }
         Command::Topk(a) => {
-            let (teacher, srcs, decode, opts) = prepare(&a.pass, 1, Shard::default())?;
+            let (teacher, decode, opts) = prepare(&a.pass, 1, Shard::default())?;
+            let srcs = read_corpus_side(&a.pass.src)?;
             let tgts = read_corpus_side(&a.tgt)?;
             let topk = TopkOptions {
                 k: a.k,
@@ -172,11 +176,17 @@ fn read_corpus_side(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(read_lines(path, &LineLimits::default())?)
 }
 
+/// The lines of `path` this shard decodes, and the whole file's count and hash: a shard of a
+/// pass over tens of millions of sentences holds only its own.
+fn read_shard(path: &Path, opts: &PassOptions) -> anyhow::Result<LineWindow> {
+    Ok(LineWindow::read(path, &LineLimits::default(), |n| opts.shard_sentences(n))?)
+}
+
 fn prepare(
     pass: &PassArgs,
     beam: usize,
     shard: Shard,
-) -> anyhow::Result<(LoadedModel, Vec<String>, DecodeConfig, PassOptions)> {
+) -> anyhow::Result<(LoadedModel, DecodeConfig, PassOptions)> {
     anyhow::ensure!(beam >= 1, "--beam must be >= 1");
     anyhow::ensure!(pass.threads >= 0, "--threads must be >= 0");
     if pass.threads > 0 {
@@ -185,7 +195,6 @@ fn prepare(
     let device = seqkd_nmt::parse_device(&pass.device).map_err(anyhow::Error::msg)?;
     let teacher = LoadedModel::load(&pass.teacher, device, None)
         .with_context(|| format!("loading the teacher from {}", pass.teacher.display()))?;
-    let srcs = read_corpus_side(&pass.src)?;
     let mut decode = DecodeConfig { beam_size: beam, ..teacher.config.decode.clone() };
     if let Some(bt) = pass.batch_tokens {
         anyhow::ensure!(bt >= 1, "--batch-tokens must be >= 1");
@@ -195,7 +204,7 @@ fn prepare(
     let native = pass.engine.map_or(device == tch::Device::Cpu, |e| e == TranslateEngine::Native);
     let engine = if native { Engine::Native { threads: pass.threads as usize } } else { Engine::Torch };
     let opts = PassOptions { chunk_sentences: pass.chunk, shard, progress: !pass.quiet, engine };
-    Ok((teacher, srcs, decode, opts))
+    Ok((teacher, decode, opts))
 }
 
 fn report(stats: &PassStats) {

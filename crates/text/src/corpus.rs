@@ -9,6 +9,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -386,6 +387,130 @@ pub fn read_lines(path: &Path, limits: &LineLimits) -> Result<Vec<String>, Corpu
     Ok(out)
 }
 
+/// The lines of a text by index, as a teacher pass reads them: all of a file's lines held, or
+/// only a window of them ([`LineWindow`]).
+pub trait Lines {
+    /// Lines in the whole text (not only the window).
+    fn count(&self) -> usize;
+    /// Lines `range` of the whole text. Panics outside what is held, as slice indexing does.
+    fn slice(&self, range: Range<usize>) -> &[String];
+    /// FNV-1a of every line followed by `\n`: what a pass's job record pins its text with.
+    fn text_hash(&self) -> u64;
+    fn line(&self, i: usize) -> &str {
+        &self.slice(i..i + 1)[0]
+    }
+}
+
+/// The job-record hash of lines (see [`Lines::text_hash`]).
+fn hash_lines<'a>(lines: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let mut h = crate::fnv::Fnv1a::new();
+    for line in lines {
+        h.bytes(line);
+        h.bytes(b"\n");
+    }
+    h.finish()
+}
+
+impl Lines for [String] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn slice(&self, range: Range<usize>) -> &[String] {
+        &self[range]
+    }
+    fn text_hash(&self) -> u64 {
+        hash_lines(self.iter().map(String::as_bytes))
+    }
+}
+
+impl Lines for Vec<String> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn slice(&self, range: Range<usize>) -> &[String] {
+        &self[range]
+    }
+    fn text_hash(&self) -> u64 {
+        self.as_slice().text_hash()
+    }
+}
+
+/// A window of a text file's lines: a shard of a teacher pass holds only its own sentences, yet
+/// knows the whole file's line count and hash (read first, streamed). Every line is checked, as
+/// [`read_lines`] does.
+#[derive(Debug, Clone)]
+pub struct LineWindow {
+    path: PathBuf,
+    count: usize,
+    hash: u64,
+    first: usize,
+    lines: Vec<String>,
+}
+
+impl LineWindow {
+    /// Reads `path` twice: once to check, count and hash its lines, then to keep the lines of
+    /// `window(count)`.
+    pub fn read(
+        path: &Path,
+        limits: &LineLimits,
+        window: impl FnOnce(usize) -> Range<usize>,
+    ) -> Result<Self, CorpusError> {
+        let mut raw = RawLines::open(path)?;
+        let mut h = crate::fnv::Fnv1a::new();
+        while let Some(bytes) = raw.next_line()? {
+            if let Err(defect) = check_line(bytes, limits) {
+                return Err(CorpusError::Defect(Problem { path: path.into(), line: raw.line, defect }));
+            }
+            h.bytes(bytes);
+            h.bytes(b"\n");
+        }
+        let (count, hash) = (raw.line, h.finish());
+        let keep = window(count);
+        let keep = keep.start.min(count)..keep.end.min(count);
+        let mut raw = RawLines::open(path)?;
+        let mut lines = Vec::with_capacity(keep.len());
+        for line in 1..=keep.end {
+            let Some(bytes) = raw.next_line()? else { break };
+            if line > keep.start {
+                // Checked above; a file changed in between fails here rather than mixing texts.
+                let text = check_line(bytes, limits)
+                    .map_err(|defect| CorpusError::Defect(Problem { path: path.into(), line, defect }))?;
+                lines.push(text.to_owned());
+            }
+        }
+        if lines.len() != keep.len() {
+            return Err(CorpusError::Io {
+                path: path.into(),
+                source: std::io::Error::other("the file shrank while it was read"),
+            });
+        }
+        Ok(Self { path: path.into(), count, hash, first: keep.start, lines })
+    }
+
+    /// The lines held: `first .. first + held`.
+    pub fn held(&self) -> Range<usize> {
+        self.first..self.first + self.lines.len()
+    }
+}
+
+impl Lines for LineWindow {
+    fn count(&self) -> usize {
+        self.count
+    }
+    fn slice(&self, range: Range<usize>) -> &[String] {
+        let held = self.held();
+        assert!(
+            held.start <= range.start && range.end <= held.end,
+            "lines {range:?} of {} asked for, but only {held:?} are held",
+            self.path.display()
+        );
+        &self.lines[range.start - self.first..range.end - self.first]
+    }
+    fn text_hash(&self) -> u64 {
+        self.hash
+    }
+}
+
 /// Training-pair filter by length (in tokens of whatever unit the caller counts, usually subwords).
 #[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -428,6 +553,30 @@ mod tests {
         std::fs::write(&s, src).unwrap();
         std::fs::write(&t, tgt).unwrap();
         (dir, s, t)
+    }
+
+    #[test]
+    fn a_line_window_holds_its_lines_and_knows_the_whole_files_count_and_hash() {
+        let (_dir, s, _) = write_pair(b"a b\nc d\ne f\ng h\ni j", b"");
+        let all = read_lines(&s, &LineLimits::default()).unwrap();
+        let mut seen = None;
+        let w = LineWindow::read(&s, &LineLimits::default(), |n| {
+            seen = Some(n);
+            1..3
+        })
+        .unwrap();
+        assert_eq!(seen, Some(5));
+        assert_eq!((w.count(), w.held()), (5, 1..3));
+        assert_eq!(w.text_hash(), all.text_hash());
+        assert_eq!(w.slice(1..3), &all[1..3]);
+        assert_eq!(w.line(2), "e f");
+        let past = LineWindow::read(&s, &LineLimits::default(), |_| 4..9).unwrap();
+        assert_eq!((past.held(), past.slice(4..5)), (4..5, &all[4..5]));
+        assert!(std::panic::catch_unwind(|| w.slice(0..2).len()).is_err());
+
+        let (_dir, bad, _) = write_pair(b"a\n\nb\n", b"");
+        let err = LineWindow::read(&bad, &LineLimits::default(), |_| 0..1).unwrap_err().to_string();
+        assert!(err.contains("train.src:2: empty line"), "{err}");
     }
 
     fn first_error(src: &[u8], tgt: &[u8]) -> String {

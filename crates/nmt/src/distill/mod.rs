@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use seqkd_text::resumable::{check_complete, JobRecord, ResumableOutput, Shard};
 
+use seqkd_text::corpus::Lines;
 use seqkd_text::fnv::Fnv1a;
 
 use crate::config::DecodeConfig;
@@ -41,6 +42,16 @@ pub struct PassOptions {
     pub progress: bool,
     /// What runs the teacher: its beam passes (Seq-KD, Seq-Inter) and its top-k scoring.
     pub engine: Engine,
+}
+
+impl PassOptions {
+    /// The sentences this shard decodes of an `n`-sentence pass: its whole chunks, contiguous.
+    /// A shard reads only these lines of its source ([`seqkd_text::corpus::LineWindow`]).
+    pub fn shard_sentences(&self, n: usize) -> Range<usize> {
+        let c = self.chunk_sentences.max(1);
+        let chunks = self.shard.chunks(n.div_ceil(c));
+        (chunks.start * c).min(n)..(chunks.end * c).min(n)
+    }
 }
 
 impl Default for PassOptions {
@@ -101,7 +112,7 @@ pub(crate) fn run_pass(
     let n_chunks = n.div_ceil(opts.chunk_sentences);
     let chunks = opts.shard.chunks(n_chunks);
     let sentence_range = |c: usize| c * opts.chunk_sentences..((c + 1) * opts.chunk_sentences).min(n);
-    let owned: usize = chunks.clone().map(|c| sentence_range(c).len()).sum();
+    let owned = opts.shard_sentences(n).len();
     let mut stats = PassStats { sentences: owned, output: path.clone(), ..Default::default() };
     let job = pass_job(job, n, opts);
     if path.exists() {
@@ -138,7 +149,7 @@ pub(crate) fn run_pass(
     bar.finish_and_clear();
     // The trailer describes the whole corpus, so only a single (unsharded) output carries it.
     let trailer = if opts.shard.count == 1 { trailer() } else { Vec::new() };
-    let first = (chunks.start * opts.chunk_sentences).min(n);
+    let first = opts.shard_sentences(n).start;
     let record = JobRecord { job, first, end: first + owned, total: n };
     writer.finish(&trailer, &record)?;
     stats.seconds = start.elapsed().as_secs_f64();
@@ -176,13 +187,13 @@ pub fn finished(out: &Path, job: &str, n: usize, opts: &PassOptions) -> Result<O
 pub(crate) fn beam_job(
     what: &str,
     teacher_dir: &Path,
-    srcs: &[String],
+    srcs: &(impl Lines + ?Sized),
     decode: &DecodeConfig,
 ) -> Result<String, Error> {
     Ok(format!(
         "{what}; {}; source hash {:016x}; beam={} lp={} max_len={}x+{}",
         teacher_fingerprint(teacher_dir)?,
-        text_hash(srcs),
+        srcs.text_hash(),
         decode.beam_size,
         decode.length_penalty,
         decode.max_len_a,
@@ -198,16 +209,6 @@ pub(crate) fn teacher_fingerprint(dir: &Path) -> Result<String, Error> {
     let mut h = Fnv1a::new();
     h.words(&bytes);
     Ok(format!("teacher weights {:016x}", h.finish()))
-}
-
-/// FNV-1a of lines, so a job description pins its input text.
-pub(crate) fn text_hash(lines: &[String]) -> u64 {
-    let mut h = Fnv1a::new();
-    for line in lines {
-        h.bytes(line.as_bytes());
-        h.bytes(b"\n");
-    }
-    h.finish()
 }
 
 /// The n-best lists of sentences, from either engine.
@@ -264,7 +265,7 @@ pub(crate) fn native_teacher(
 pub(crate) fn beam_pass(
     teacher: &LoadedModel,
     teacher_dir: &Path,
-    srcs: &[String],
+    srcs: &(impl Lines + ?Sized),
     decode: &DecodeConfig,
     nbest: usize,
     out: &Path,
@@ -274,9 +275,9 @@ pub(crate) fn beam_pass(
 ) -> Result<PassStats, Error> {
     let translate = beam_engine(teacher, teacher_dir, decode, nbest, opts.engine)?;
     let mut choosing = std::time::Duration::ZERO;
-    let mut stats = run_pass(out, job, srcs.len(), opts, Vec::new, |range| {
+    let mut stats = run_pass(out, job, srcs.count(), opts, Vec::new, |range| {
         let start = range.start;
-        let hyps = translate(&srcs[range])?;
+        let hyps = translate(srcs.slice(range))?;
         let mut bytes = Vec::new();
         for (i, nbest) in hyps.iter().enumerate() {
             let texts: Vec<String> =

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use seqkd_text::corpus::Lines;
 use seqkd_text::metrics::{BleuConfig, SentenceBleu};
 
 use super::{beam_pass, PassOptions, PassStats};
@@ -23,35 +24,35 @@ pub const PAPER_BEAM: usize = 35;
 pub fn seq_inter(
     teacher: &LoadedModel,
     teacher_dir: &Path,
-    srcs: &[String],
-    refs: &[String],
+    srcs: &(impl Lines + ?Sized),
+    refs: &(impl Lines + ?Sized),
     decode: &DecodeConfig,
     out: &Path,
     opts: &PassOptions,
 ) -> Result<PassStats, Error> {
-    if refs.len() != srcs.len() {
+    if refs.count() != srcs.count() {
         return Err(Error::Invalid(format!(
             "{} source lines but {} reference lines",
-            srcs.len(),
-            refs.len()
+            srcs.count(),
+            refs.count()
         )));
     }
     let mut scorer = SentenceBleu::new(BleuConfig::sentence()).expect("sentence BLEU config is valid");
     let job = job(teacher_dir, srcs, refs, decode)?;
     beam_pass(teacher, teacher_dir, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
-        let best = closest_to_reference(&mut scorer, texts, &refs[i]);
-        best.map(|b| texts[b].clone()).unwrap_or_else(|| refs[i].clone())
+        let best = closest_to_reference(&mut scorer, texts, refs.line(i));
+        best.map_or_else(|| refs.line(i).to_string(), |b| texts[b].clone())
     })
 }
 
 /// The job record of a Seq-Inter pass (see [`super::finished`]).
 pub fn job(
     teacher_dir: &Path,
-    srcs: &[String],
-    refs: &[String],
+    srcs: &(impl Lines + ?Sized),
+    refs: &(impl Lines + ?Sized),
     decode: &DecodeConfig,
 ) -> Result<String, Error> {
-    let what = format!("seq-inter; reference hash {:016x}", super::text_hash(refs));
+    let what = format!("seq-inter; reference hash {:016x}", refs.text_hash());
     super::beam_job(&what, teacher_dir, srcs, decode)
 }
 

@@ -8,6 +8,8 @@
 
 use std::path::Path;
 
+use seqkd_text::corpus::Lines;
+
 use super::{beam_pass, PassOptions, PassStats};
 use crate::config::DecodeConfig;
 use crate::error::Error;
@@ -24,24 +26,24 @@ pub const PAPER_BEAM: usize = 5;
 pub fn seq_kd(
     teacher: &LoadedModel,
     teacher_dir: &Path,
-    srcs: &[String],
-    refs: Option<&[String]>,
+    srcs: &(impl Lines + ?Sized),
+    refs: Option<&dyn Lines>,
     decode: &DecodeConfig,
     out: &Path,
     opts: &PassOptions,
 ) -> Result<PassStats, Error> {
     if let Some(refs) = refs {
-        if refs.len() != srcs.len() {
+        if refs.count() != srcs.count() {
             return Err(Error::Invalid(format!(
                 "{} source lines but {} reference lines",
-                srcs.len(),
-                refs.len()
+                srcs.count(),
+                refs.count()
             )));
         }
     }
     let job = job(teacher_dir, srcs, refs.is_some(), decode)?;
     beam_pass(teacher, teacher_dir, srcs, decode, decode.beam_size, out, &job, opts, |i, texts| {
-        choose_teacher_best(texts, refs.map(|r| r[i].as_str()))
+        choose_teacher_best(texts, refs.map(|r| r.line(i)))
     })
 }
 
@@ -49,7 +51,7 @@ pub fn seq_kd(
 /// empty translations.
 pub fn job(
     teacher_dir: &Path,
-    srcs: &[String],
+    srcs: &(impl Lines + ?Sized),
     with_refs: bool,
     decode: &DecodeConfig,
 ) -> Result<String, Error> {
