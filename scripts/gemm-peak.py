@@ -38,13 +38,14 @@ def gemm_peak(dtype, threads):
     return best
 
 
-def transformer_flops(cfg, vocab, src_len, tgt_len):
-    """Matrix-product FLOPs of one forward pass of a pair (teacher-forced: every target position)."""
+def transformer_flops(cfg, vocab, src_len, tgt_len, rows=1):
+    """Matrix-product FLOPs of one forward pass of a pair (teacher-forced: every target position),
+    with `rows` decoder rows per target position (a beam of K: K rows, a lower bound of its work)."""
     d, ff = cfg["d_model"], cfg["d_ff"]
     enc, dec = cfg["encoder_layers"], cfg["decoder_layers"]
     per_src = enc * (2 * (4 * d * d + 2 * d * ff) + 4 * src_len * d) + dec * 2 * (2 * d * d)
     per_tgt = dec * (2 * (6 * d * d + 2 * d * ff) + 4 * d * (tgt_len + 1) / 2 + 4 * d * src_len) + 2 * d * vocab
-    return src_len * per_src + tgt_len * per_tgt
+    return src_len * per_src + rows * tgt_len * per_tgt
 
 
 def subword_lengths(seqkd, vocab, path):
@@ -78,6 +79,9 @@ def main():
     ap.add_argument("--sentences", type=int, default=10000)
     ap.add_argument("--bench-json", help="`seqkd bench --json` output, for the training row")
     ap.add_argument("--seqkd", default="target/release/seqkd")
+    ap.add_argument("--beam", type=int, default=0,
+                    help="also the Seq-KD pass with this beam on both engines (FLOPs: beam rows per output "
+                         "position of the chosen translation, a lower bound: a beam runs past its best)")
     args = ap.parse_args()
 
     import torch
@@ -114,6 +118,17 @@ def main():
             hyp_lens = subword_lengths(args.seqkd, vocab_file, hyp)
             flops = sum(transformer_flops(model, vocab, s + 1, t + 1) for s, t in zip(src_lens, hyp_lens))
             row(f"native greedy translate, {len(src_lens)} sentences, f32", flops / secs / 1e9)
+            if args.beam:
+                for engine in ("native", "torch"):
+                    out = os.path.join(work, f"{engine}.seq-kd")
+                    secs = timed([args.seqkd, "distill", "seq-kd", "--teacher", args.model, "--src", src, "--out", out,
+                                  "--beam", str(args.beam), "--engine", engine, "--threads", str(args.threads),
+                                  "--quiet"])
+                    out_lens = subword_lengths(args.seqkd, vocab_file, out)
+                    flops = sum(transformer_flops(model, vocab, s + 1, t + 1, args.beam)
+                                for s, t in zip(src_lens, out_lens))
+                    row(f"{engine} Seq-KD pass (beam {args.beam}), {len(src_lens)} sentences, f32, at least",
+                        flops / secs / 1e9)
             if args.tgt:
                 tgt = os.path.join(work, "tgt.txt")
                 with open(args.tgt) as f, open(tgt, "w") as o:

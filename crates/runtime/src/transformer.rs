@@ -503,20 +503,33 @@ impl Decoder for Transformer {
         state.row_sentence = parents.iter().map(|&p| state.row_sentence[p]).collect();
         let mut old: Vec<Option<RowCache>> =
             std::mem::take(&mut state.caches).into_iter().map(Some).collect();
-        // A parent's cache is moved to its last child and copied for the others.
+        // A parent's cache is moved to its last child and copied for the others. The copies are
+        // written into the caches of the rows that have no child, reusing their grown buffers: in a
+        // beam step there are as many of those as copies, so it neither allocates nor regrows a
+        // copy from its exact length (a plain clone did both).
         let mut last_use = vec![usize::MAX; old.len()];
         for (i, &p) in parents.iter().enumerate() {
             last_use[p] = i;
         }
+        let mut spare: Vec<RowCache> = last_use
+            .iter()
+            .zip(&mut old)
+            .filter(|(u, _)| **u == usize::MAX)
+            .filter_map(|(_, c)| c.take())
+            .collect();
+        // A parent's last use comes after all its copies, so one pass in order works.
         state.caches = parents
             .iter()
             .enumerate()
             .map(|(i, &p)| {
                 if last_use[p] == i {
-                    old[p].take().expect("moved once")
-                } else {
-                    old[p].clone().expect("not yet moved")
+                    return old[p].take().expect("moved once");
                 }
+                let from = old[p].as_ref().expect("not yet moved");
+                let mut copy = spare.pop().unwrap_or_default();
+                copy.k.clone_from(&from.k);
+                copy.v.clone_from(&from.v);
+                copy
             })
             .collect();
     }
