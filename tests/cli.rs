@@ -1331,6 +1331,37 @@ fn data_parallel_training_on_two_processes_equals_one_process_on_the_same_batche
         let out = child.wait_with_output().unwrap();
         assert!(!out.status.success() && stderr(&out).contains("differ from rank 0"), "{}", stderr(&out));
     }
+    // Rank 0 failing to read the corpus stops rank 1 at once, not at the timeout.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, text.replace("data/train.syn", "data/missing.syn")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let started = std::time::Instant::now();
+    let children: Vec<_> = ["0", "1"]
+        .into_iter()
+        .map(|r| {
+            Command::new(env!("CARGO_BIN_EXE_seqkd"))
+                .args(["train", "--config", p(&broken), "--model-dir", p(&dir.path().join("broken"))])
+                .args([
+                    "--quiet",
+                    "--world-size",
+                    "2",
+                    "--rank",
+                    r,
+                    "--master-port",
+                    &port,
+                    "--dp-timeout",
+                    "120",
+                ])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    assert!(stderr(&outs[0]).contains("missing.syn"), "{}", stderr(&outs[0]));
+    assert!(stderr(&outs[1]).contains("rank 0 could not prepare"), "{}", stderr(&outs[1]));
+    assert!(started.elapsed().as_secs() < 60, "rank 1 waited for the timeout");
     // What "different" looks like: the same run from another seed.
     let other = dir.path().join("other");
     std::fs::write(&config, text.replace("threads = 1", "threads = 1\nseed = 2")).unwrap();

@@ -188,6 +188,7 @@ fn prepare(
     shard: Shard,
 ) -> anyhow::Result<(LoadedModel, DecodeConfig, PassOptions)> {
     anyhow::ensure!(beam >= 1, "--beam must be >= 1");
+    anyhow::ensure!(pass.chunk >= 1, "--chunk must be >= 1 sentence");
     anyhow::ensure!(pass.threads >= 0, "--threads must be >= 0");
     if pass.threads > 0 {
         tch::set_num_threads(pass.threads);

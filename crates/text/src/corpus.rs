@@ -309,8 +309,9 @@ pub fn read_parallel_chunks<E: From<CorpusError>>(
     Ok(pairs)
 }
 
-/// The shared loop of [`check_parallel`] and [`read_parallel`]: `on_problem` decides whether a
-/// defect stops the walk; `on_pair` receives each pair whose two lines are both clean.
+/// The shared loop of [`check_parallel`], [`read_parallel`], [`walk_checked`] and
+/// [`read_parallel_chunks`]: `on_problem` decides whether a defect stops the walk; `on_pair`
+/// receives each pair whose two lines are both clean (and may stop it too).
 fn walk_parallel(
     src: &Path,
     tgt: &Path,
@@ -448,8 +449,8 @@ pub struct LineWindow {
 }
 
 impl LineWindow {
-    /// Reads `path` twice: once to check, count and hash its lines, then to keep the lines of
-    /// `window(count)`.
+    /// Reads `path` twice, streamed: once to check, count and hash its lines, then to keep the
+    /// lines of `window(count)` (and to check that the file is still the one hashed).
     pub fn read(
         path: &Path,
         limits: &LineLimits,
@@ -467,21 +468,26 @@ impl LineWindow {
         let (count, hash) = (raw.line, h.finish());
         let keep = window(count);
         let keep = keep.start.min(count)..keep.end.min(count);
+        // The second pass reads the whole file again and rehashes it, so a file rewritten in
+        // between (even with clean lines) fails instead of mixing two texts under one job.
         let mut raw = RawLines::open(path)?;
         let mut lines = Vec::with_capacity(keep.len());
-        for line in 1..=keep.end {
-            let Some(bytes) = raw.next_line()? else { break };
-            if line > keep.start {
-                // Checked above; a file changed in between fails here rather than mixing texts.
+        let mut again = crate::fnv::Fnv1a::new();
+        let mut line = 0;
+        while let Some(bytes) = raw.next_line()? {
+            line += 1;
+            again.bytes(bytes);
+            again.bytes(b"\n");
+            if keep.contains(&(line - 1)) {
                 let text = check_line(bytes, limits)
                     .map_err(|defect| CorpusError::Defect(Problem { path: path.into(), line, defect }))?;
                 lines.push(text.to_owned());
             }
         }
-        if lines.len() != keep.len() {
+        if line != count || again.finish() != hash {
             return Err(CorpusError::Io {
                 path: path.into(),
-                source: std::io::Error::other("the file shrank while it was read"),
+                source: std::io::Error::other("the file changed while it was read; run again"),
             });
         }
         Ok(Self { path: path.into(), count, hash, first: keep.start, lines })

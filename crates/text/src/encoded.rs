@@ -119,8 +119,13 @@ impl IdsFile {
             return Err(Unusable::Stale);
         }
         let (n, n_ids) = (word(footer + 24) as usize, word(footer + 32) as usize);
-        let offsets_at = (4 * n_ids).next_multiple_of(8);
-        if offsets_at.checked_add(8 * (n + 1)) != Some(footer) {
+        // Checked arithmetic: a damaged footer must not overflow into a wrong layout.
+        let offsets_at = n_ids.checked_mul(4).map(|ids| ids.next_multiple_of(8));
+        let end = offsets_at.and_then(|at| n.checked_add(1)?.checked_mul(8)?.checked_add(at));
+        let (Some(offsets_at), Some(end)) = (offsets_at, end) else {
+            return Err(corrupt("its footer is damaged"));
+        };
+        if end != footer {
             return Err(corrupt("its length does not match its footer"));
         }
         let ids = Self { map, n, n_ids, offsets_at };
@@ -206,9 +211,10 @@ impl Drop for IdsWriter {
     }
 }
 
-/// The key of a corpus encoded with a vocabulary: the two text files (path, length and
-/// modification time, so an edited file is encoded again), the vocabulary's bytes and the line
-/// limits the text was checked with.
+/// The key of a corpus encoded with a vocabulary: the two text files (path, length, modification
+/// time, and on Unix inode and status-change time, so an edited, replaced or `cp -p`-copied file
+/// is encoded again), the vocabulary's bytes, the line limits the text was checked with, and
+/// seqkd's version (a new release may encode differently).
 pub fn corpus_key(
     src: &Path,
     tgt: &Path,
@@ -216,9 +222,17 @@ pub fn corpus_key(
     limits: &LineLimits,
 ) -> Result<u64, EncodedError> {
     let mut h = Fnv1a::new();
+    h.bytes(env!("CARGO_PKG_VERSION").as_bytes());
     for path in [src, tgt] {
         let meta =
             std::fs::metadata(path).map_err(|source| EncodedError::Io { path: path.into(), source })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            h.word(meta.ino());
+            h.word(meta.ctime() as u64);
+            h.word(meta.ctime_nsec() as u64);
+        }
         let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
         h.bytes(path.as_os_str().as_encoded_bytes());
         h.word(meta.len());
@@ -232,8 +246,9 @@ pub fn corpus_key(
 
 /// Encodes a parallel corpus into `src_out` and `tgt_out` under `key`, streaming it in chunks
 /// (source sentences as sources, with the vocabulary's source tags, as training encodes them).
-/// The text is checked line by line; the first defect fails with its file and line and leaves
-/// no file behind. Returns the number of pairs.
+/// The text is checked line by line; the first defect fails with its file and line before either
+/// file is renamed into place. Returns the number of pairs. (The mapped ids are trusted to be
+/// below the vocabulary's size: the files are seqkd's own, renamed into place only when complete.)
 pub fn encode_parallel(
     src: &Path,
     tgt: &Path,

@@ -77,7 +77,7 @@ impl RunCorpora {
                 walk_checked(&d.train_src, &d.train_tgt, &limits)?;
                 Ok(Vocab::train_on_files(&[&d.train_src, &d.train_tgt], &d.vocab)?)
             })?;
-            let (src, tgt) = mapped_train_ids(cfg, dir, role, &limits)?;
+            let (src, tgt) = mapped_train_ids(cfg, dir, &vocab, role, &limits)?;
             (vocab, TrainSide::Mapped(src), TrainSide::Mapped(tgt))
         } else {
             let train_data = read_parallel(&d.train_src, &d.train_tgt, &limits)?;
@@ -129,6 +129,7 @@ fn run_vocab(cfg: &Config, dir: &Path, train: impl FnOnce() -> Result<Vocab, Err
 fn mapped_train_ids(
     cfg: &Config,
     dir: &Path,
+    vocab: &Vocab,
     role: Role,
     limits: &LineLimits,
 ) -> Result<(IdsFile, IdsFile), Error> {
@@ -137,29 +138,29 @@ fn mapped_train_ids(
     let vocab_bytes = std::fs::read(&vocab_path).map_err(|source| Error::Io { path: vocab_path, source })?;
     let key = encoded::corpus_key(&d.train_src, &d.train_tgt, &vocab_bytes, limits)?;
     let paths = TRAIN_IDS_FILES.map(|name| dir.join(name));
-    let open = || -> Result<(IdsFile, IdsFile), Unusable> {
-        Ok((IdsFile::open(&paths[0], key)?, IdsFile::open(&paths[1], key)?))
+    // The two files, or the one that cannot be used and why.
+    let open = || -> Result<(IdsFile, IdsFile), (&Path, Unusable)> {
+        let src = IdsFile::open(&paths[0], key).map_err(|why| (paths[0].as_path(), why))?;
+        let tgt = IdsFile::open(&paths[1], key).map_err(|why| (paths[1].as_path(), why))?;
+        if src.count() != tgt.count() {
+            let why = format!("{} sentences, but {} on the source side", tgt.count(), src.count());
+            return Err((paths[1].as_path(), Unusable::Corrupt(why)));
+        }
+        Ok((src, tgt))
     };
     match (open(), role) {
         (Ok(ids), _) => Ok(ids),
-        (Err(why), Role::Reader) => Err(Error::Invalid(format!(
+        (Err((path, why)), Role::Reader) => Err(Error::Invalid(format!(
             "{}: the encoded training corpus is {why}; rank 0 writes it before the others read it",
-            paths[0].display()
+            path.display()
         ))),
-        (Err(why), Role::Writer) => {
+        (Err((path, why)), Role::Writer) => {
             if why != Unusable::Missing {
-                eprintln!("{}: {why}; encoding the training corpus again", paths[0].display());
+                eprintln!("{}: {why}; encoding the training corpus again", path.display());
             }
-            let vocab = Vocab::load(&dir.join(VOCAB_FILE))?;
-            encoded::encode_parallel(
-                &d.train_src,
-                &d.train_tgt,
-                limits,
-                &vocab,
-                (&paths[0], &paths[1]),
-                key,
-            )?;
-            open().map_err(|why| Error::Invalid(format!("{}: just written, yet {why}", paths[0].display())))
+            encoded::encode_parallel(&d.train_src, &d.train_tgt, limits, vocab, (&paths[0], &paths[1]), key)?;
+            open()
+                .map_err(|(path, why)| Error::Invalid(format!("{}: just written, yet {why}", path.display())))
         }
     }
 }

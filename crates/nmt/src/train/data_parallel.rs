@@ -82,11 +82,6 @@ impl DataParallel {
         rows.iter().copied().skip(self.rank()).step_by(self.world()).collect()
     }
 
-    /// Waits until every rank gets here.
-    pub fn barrier(&self) -> Result<(), Error> {
-        self.broadcast_values(&mut [0.0])
-    }
-
     /// The leader's `values`, on every rank.
     pub fn broadcast_values(&self, values: &mut [f64]) -> Result<(), Error> {
         let mut t = Tensor::from_slice(values);

@@ -368,15 +368,26 @@ fn run_facts(cfg: &Config, resuming: bool, state: &TrainState, vs: &nn::VarStore
 /// The run's corpora. In a data-parallel run the leader prepares the model directory (the
 /// vocabulary, a streamed corpus's ids) and the other ranks then read it.
 fn load_corpora(cfg: &Config, dir: &Path, dp: Option<&DataParallel>) -> Result<RunCorpora, Error> {
+    // Rank 0 tells the others whether it succeeded, so that its failure (a corpus defect, say)
+    // stops them at once instead of at the timeout.
     match dp {
         Some(dp) if !dp.is_leader() => {
-            dp.barrier()?;
+            let mut ready = [0.0];
+            dp.broadcast_values(&mut ready)?;
+            if ready[0] == 0.0 {
+                return Err(Error::Invalid(format!(
+                    "rank 0 could not prepare the run's data in {} (its error is in its own output)",
+                    dir.display()
+                )));
+            }
             RunCorpora::load(cfg, dir, Role::Reader)
         }
         _ => {
-            let data = RunCorpora::load(cfg, dir, Role::Writer)?;
-            dp.map(DataParallel::barrier).transpose()?;
-            Ok(data)
+            let data = RunCorpora::load(cfg, dir, Role::Writer);
+            if let Some(dp) = dp {
+                dp.broadcast_values(&mut [data.is_ok() as u8 as f64])?;
+            }
+            data
         }
     }
 }
