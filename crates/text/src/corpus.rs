@@ -236,17 +236,10 @@ pub fn check_parallel(src: &Path, tgt: &Path, limits: &LineLimits) -> Result<Che
 /// Reads a parallel corpus, failing at the first defect with its file and line.
 pub fn read_parallel(src: &Path, tgt: &Path, limits: &LineLimits) -> Result<ParallelCorpus, CorpusError> {
     let mut corpus = ParallelCorpus::default();
-    walk_parallel(
-        src,
-        tgt,
-        limits,
-        |problem| Err(CorpusError::Defect(problem)),
-        |s, t| {
-            corpus.src.push(s.to_owned());
-            corpus.tgt.push(t.to_owned());
-            Ok(())
-        },
-    )?;
+    read_parallel_chunks(src, tgt, limits, usize::MAX, |whole| -> Result<(), CorpusError> {
+        corpus = whole;
+        Ok(())
+    })?;
     Ok(corpus)
 }
 
@@ -275,7 +268,7 @@ pub fn read_parallel_chunks<E: From<CorpusError>>(
     tgt: &Path,
     limits: &LineLimits,
     chunk: usize,
-    mut on_chunk: impl FnMut(&ParallelCorpus) -> Result<(), E>,
+    mut on_chunk: impl FnMut(ParallelCorpus) -> Result<(), E>,
 ) -> Result<usize, E> {
     let (chunk, mut pairs) = (chunk.max(1), 0);
     let mut corpus = ParallelCorpus::default();
@@ -290,11 +283,10 @@ pub fn read_parallel_chunks<E: From<CorpusError>>(
             corpus.tgt.push(t.to_owned());
             pairs += 1;
             if corpus.len() == chunk {
-                if let Err(e) = on_chunk(&corpus) {
+                if let Err(e) = on_chunk(std::mem::take(&mut corpus)) {
                     failed = Some(e);
                     return Err(CorpusError::Stopped);
                 }
-                corpus = ParallelCorpus::default();
             }
             Ok(())
         },
@@ -304,7 +296,7 @@ pub fn read_parallel_chunks<E: From<CorpusError>>(
         (e, _) => E::from(e),
     })?;
     if !corpus.is_empty() {
-        on_chunk(&corpus)?;
+        on_chunk(corpus)?;
     }
     Ok(pairs)
 }
