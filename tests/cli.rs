@@ -176,6 +176,8 @@ fn demo_runs_the_pipeline_and_prints_the_report_with_computed_claims() {
         "60",
         "--test",
         "80",
+        "--timing-sentences",
+        "30",
         "--vocab-size",
         "400",
         "--teacher-steps",
@@ -228,8 +230,11 @@ fn demo_runs_the_pipeline_and_prints_the_report_with_computed_claims() {
     let test_line = report.lines().find(|l| l.starts_with("Test set:")).unwrap();
     assert!(!test_line.contains("..") && !test_line.contains("/./"), "{test_line}");
     assert!(report.contains("| int8 K=1 |"), "{report}");
+    assert!(report.contains("Source words per second on the first 30 of the 80 test sentences"), "{report}");
+    assert_eq!(json["models"][0]["timed_sentences"].as_u64(), Some(30));
     assert_eq!(json["models"][1]["native_int8"]["words_per_s_greedy"].as_f64().map(|v| v > 0.0), Some(true));
-    // The native engine's own output is scored: in f32 it is libtorch's, BLEU for BLEU.
+    // The native engine's own output is scored on the whole test set, not only the timed part: in
+    // f32 it is libtorch's, BLEU for BLEU.
     for m in json["models"].as_array().unwrap() {
         let f32 = &m["native_f32"]["bleu"];
         assert_eq!(f32[0].as_f64(), m["bleu_greedy"].as_f64(), "{}: K=1", m["name"]);

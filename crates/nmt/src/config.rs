@@ -67,6 +67,11 @@ pub enum LrSchedule {
     /// whose `select_by` score did not improve (Luong et al. 2015 with SGD; JoeyNMT's and
     /// OpenNMT's "plateau" schedule for recurrent models with Adam).
     Plateau,
+    /// Linear warmup to `lr` over `warmup_steps`, then a half cosine down to `lr / 10` at the last
+    /// update of the budget (`max_steps`, or `max_epochs` epochs): nanoGPT's and fairseq's
+    /// `cosine`. For a fixed budget of updates it ends at a small rate where inverse-sqrt would
+    /// still be at a third of its peak, so the last updates refine instead of wander.
+    Cosine,
 }
 
 /// Which validation score selects the kept model.
@@ -311,6 +316,11 @@ impl Config {
         }
         if t.max_steps <= 0 && t.max_epochs <= 0 && t.max_minutes <= 0.0 {
             return bad("set train.max_steps, train.max_epochs or train.max_minutes (all are 0)".into());
+        }
+        if self.train.schedule() == LrSchedule::Cosine && t.max_steps <= 0 && t.max_epochs <= 0 {
+            return bad("train.lr_schedule = \"cosine\" decays over the budget: set train.max_steps \
+                        or train.max_epochs, not only train.max_minutes"
+                .into());
         }
         if t.lr <= 0.0 || !t.lr.is_finite() {
             return bad(format!("train.lr must be > 0 (got {})", t.lr));

@@ -40,6 +40,10 @@ pub struct Evaluation {
     pub native_f32: Option<DecodingSpeed>,
     /// libtorch threads the speeds were measured with.
     pub threads: i32,
+    /// Test sentences the speeds were measured on (the first ones; 0 in files of earlier
+    /// versions, which timed all of them).
+    #[serde(default)]
+    pub timed_sentences: usize,
     pub sentences: usize,
     /// Output of greedy and beam search, one line per test sentence.
     #[serde(skip)]
@@ -87,6 +91,7 @@ pub fn evaluate(
         native_int8: None,
         native_f32: None,
         threads: tch::get_num_threads(),
+        timed_sentences: 0,
         sentences: srcs.len(),
         greedy_output,
         beam_output,
@@ -175,8 +180,8 @@ pub fn load_native(
     Ok(native)
 }
 
-/// Times greedy and `decode.beam_size`-beam decoding of `srcs` by every model, on libtorch and on
-/// the native engines it carries (whose last round's output is scored against `refs`), interleaved: each of `passes` rounds decodes with every model in
+/// Times greedy and `decode.beam_size`-beam decoding of the first `timed` of `srcs` by every
+/// model, on libtorch and on the native engines it carries, interleaved: each of `passes` rounds decodes with every model in
 /// turn (first all on libtorch, exactly as when libtorch was the only engine timed, then all on
 /// each native engine), and a (model, engine, beam)'s speed is its fastest round.
 ///
@@ -184,12 +189,18 @@ pub fn load_native(
 /// models timed one after another, minutes apart, compare badly (the same Multi30k teacher and
 /// student measured 9.4× and, two minutes later, 14.2×). Within a round every model sees the
 /// same machine, and the fastest round is the one least disturbed.
+///
+/// The native engines' output of the last round, completed (untimed) with the rest of `srcs`, is
+/// scored against `refs`: their BLEU is on the same sentences as libtorch's.
 pub fn time_decoding(
     models: &mut [TimedModel],
     srcs: &[String],
     refs: &[String],
+    timed: usize,
     passes: usize,
 ) -> Result<Vec<EngineSpeeds>, Error> {
+    let (timed, rest) = srcs.split_at(timed.min(srcs.len()));
+    let srcs = timed;
     let words: usize = srcs.iter().map(|s| s.split_whitespace().count()).sum();
     // Seconds of the fastest round per model: libtorch, then each native precision; [greedy, beam].
     let engines = 1 + NativePrecision::ALL.len();
@@ -224,6 +235,7 @@ pub fn time_decoding(
                         Ok(())
                     })?;
                     if round + 1 == passes {
+                        output.extend(native.translate(rest, 1, |_| {})?);
                         last_output.push((i, 1 + e, k, output));
                     }
                 }

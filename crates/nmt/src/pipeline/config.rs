@@ -152,11 +152,15 @@ pub struct EvalSettings {
     pub batch_tokens: usize,
     /// libtorch threads while decoding (0 = its default); the speeds are measured with them.
     pub threads: i64,
+    /// Time the decoding speeds (Table 2) on the first this many test sentences (0 = all of them).
+    /// BLEU is always scored on the whole test set; a large test set narrows the bootstrap
+    /// intervals, and timing 3 rounds on 3 engines of all of it would cost more than it tells.
+    pub timing_sentences: usize,
 }
 
 impl Default for EvalSettings {
     fn default() -> Self {
-        Self { beam_size: 5, batch_tokens: 2048, threads: 0 }
+        Self { beam_size: 5, batch_tokens: 2048, threads: 0, timing_sentences: 0 }
     }
 }
 

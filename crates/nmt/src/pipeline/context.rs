@@ -186,6 +186,15 @@ impl<'a> Context<'a> {
         Corpus { sentences, words }
     }
 
+    /// How many of the first test sentences the decoding speeds are timed on.
+    pub fn timed_sentences(&self) -> usize {
+        let all = self.test().map_or(0, |t| t.src.len());
+        match self.cfg.eval.timing_sentences {
+            0 => all,
+            n => n.min(all),
+        }
+    }
+
     /// The test set's sentences and mean source words.
     pub fn test_size(&self) -> Corpus {
         let test = self.test().ok();

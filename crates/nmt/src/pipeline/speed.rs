@@ -28,6 +28,7 @@ impl TimeDecoding {
             device: ctx.cfg.student.train.device.clone(),
             rounds: TIMED_ROUNDS,
             engines: engines(),
+            sentences: ctx.timed_sentences(),
         }
     }
 
@@ -35,9 +36,10 @@ impl TimeDecoding {
         ctx.evaluated.iter().map(|name| ctx.run.eval(name)).collect()
     }
 
-    /// Puts `speeds`, measured with `threads`, into the evaluations.
-    fn apply(ctx: &mut Context, speeds: &[EngineSpeeds], threads: i32) {
+    /// Puts `speeds`, measured with `threads` on the first `sentences`, into the evaluations.
+    fn apply(ctx: &mut Context, speeds: &[EngineSpeeds], threads: i32, sentences: usize) {
         for (e, speed) in ctx.evaluations.iter_mut().zip(speeds) {
+            e.timed_sentences = sentences;
             (e.words_per_s_greedy, e.words_per_s_beam) =
                 (speed.torch.words_per_s_greedy, speed.torch.words_per_s_beam);
             (e.native_int8, e.native_f32) = (speed.native_int8, speed.native_f32);
@@ -64,7 +66,8 @@ impl Stage for TimeDecoding {
     }
 
     fn cost(&self, ctx: &Context) -> Cost {
-        let (test, beams) = (ctx.test_size(), [1, ctx.cfg.eval.beam_size]);
+        let (mut test, beams) = (ctx.test_size(), [1, ctx.cfg.eval.beam_size]);
+        test.sentences = ctx.timed_sentences();
         let libtorch: f64 = (ctx.evaluated.iter())
             .map(|name| {
                 progress::decoding(ctx.arch(name), ctx.vocab_size(), test.sentences, test.words, &beams)
@@ -79,7 +82,8 @@ impl Stage for TimeDecoding {
     fn reuse(&self, ctx: &mut Context) -> Result<(), Error> {
         let timed: SpeedFile = read_json(&Self::speed_path(ctx))?;
         let speeds: Vec<EngineSpeeds> = timed.models.into_iter().map(|m| m.speed).collect();
-        Self::apply(ctx, &speeds, Self::settings(ctx).threads);
+        let settings = Self::settings(ctx);
+        Self::apply(ctx, &speeds, settings.threads, settings.sentences);
         Ok(())
     }
 
@@ -99,11 +103,11 @@ impl Stage for TimeDecoding {
                 TimedModel { torch, decode, native }
             })
             .collect();
-        let test = ctx.test()?;
-        let speeds = time_decoding(&mut timed, &test.src, &test.tgt, TIMED_ROUNDS)?;
+        let (test, n) = (ctx.test()?, settings.sentences);
+        let speeds = time_decoding(&mut timed, &test.src, &test.tgt, n, TIMED_ROUNDS)?;
         drop(timed);
         drop(models);
-        Self::apply(ctx, &speeds, settings.threads);
+        Self::apply(ctx, &speeds, settings.threads, n);
         for (e, path) in ctx.evaluations.iter().zip(Self::eval_files(ctx)) {
             write_json(&path, e)?;
         }
@@ -155,6 +159,9 @@ struct TimingSettings {
     /// libtorch alone: their models are timed again).
     #[serde(default)]
     engines: Vec<String>,
+    /// The first this many test sentences were timed (0 in files of earlier versions: all).
+    #[serde(default)]
+    sentences: usize,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -202,6 +209,7 @@ mod tests {
             device: "cpu".into(),
             rounds: 3,
             engines: engines(),
+            sentences: 1000,
         };
         let pair = DecodingSpeed { words_per_s_greedy: 2.0, words_per_s_beam: 1.0, bleu: None };
         let scored = DecodingSpeed { bleu: Some([30.0, 31.0]), ..pair };

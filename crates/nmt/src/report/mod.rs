@@ -142,9 +142,14 @@ fn table2(md: &mut String, evals: &[Evaluation], k: usize) {
     let teacher = evals.iter().find(|e| e.name == TEACHER);
     let threads = evals.first().map(|e| e.threads).unwrap_or(0);
     let native = evals.iter().any(|e| e.native_int8.is_some() || e.native_f32.is_some());
+    let timed = evals.first().map_or(0, |e| e.timed_sentences);
+    let on = match evals.first().map_or(0, |e| e.sentences) {
+        all if timed == 0 || timed >= all => "the test set".to_string(),
+        all => format!("the first {timed} of the {all} test sentences"),
+    };
     let _ = write!(
         md,
-        "\n## Table 2: decoding speed\n\nSource words per second on the test set, batched, {threads} thread(s); \
+        "\n## Table 2: decoding speed\n\nSource words per second on {on}, batched, {threads} thread(s); \
          the models were timed in turn, {TIMED_ROUNDS} rounds, and each figure is a model's fastest round."
     );
     if !native {

@@ -36,7 +36,7 @@ use data::{Role, RunCorpora};
 use data_parallel::{DataParallel, DataParallelConfig};
 use method::{Method, RunData, Start, WeightConstraint};
 use metrics::{MetricsLog, Record};
-use optim::{inverse_sqrt_lr, warmup_lr, Optimizer};
+use optim::{cosine_lr, inverse_sqrt_lr, warmup_lr, Optimizer};
 use validate::Validation;
 
 pub use state::TrainState;
@@ -147,6 +147,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions, method: &dyn Method) -> Result<T
             let lr = match schedule {
                 LrSchedule::InverseSqrt => inverse_sqrt_lr(t.lr, t.warmup_steps, state.step + 1),
                 LrSchedule::Plateau => warmup_lr(state.plateau_lr, t.warmup_steps, state.step + 1),
+                LrSchedule::Cosine => cosine_lr(t.lr, t.warmup_steps, total_steps, state.step + 1),
             };
             let share = step::Share { batch: batch.as_ref(), sentences: &sentences, batch_tokens };
             let loss = update.run_share(&mut opt, &share, state.step, lr)?;

@@ -151,6 +151,17 @@ pub fn warmup_lr(current: f64, warmup: i64, step: i64) -> f64 {
     current * (step.max(1) as f64 / warmup.max(1) as f64).min(1.0)
 }
 
+/// Learning rate at `step` (1-based) for the cosine schedule: linear warmup to `peak`, then a half
+/// cosine from `peak` at the end of the warmup to `peak / 10` at step `total`, and `peak / 10` after.
+pub fn cosine_lr(peak: f64, warmup: i64, total: i64, step: i64) -> f64 {
+    let (floor, w) = (peak / 10.0, warmup.max(0));
+    if step <= w {
+        return peak * step.max(1) as f64 / w.max(1) as f64;
+    }
+    let progress = ((step - w) as f64 / (total - w).max(1) as f64).min(1.0);
+    floor + (peak - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +212,18 @@ mod tests {
         }
         let diff = (p.detach() - q).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn cosine_warms_up_then_halves_at_mid_budget_and_ends_at_a_tenth() {
+        let at = |step| cosine_lr(1e-3, 100, 1100, step);
+        assert!((at(50) - 5e-4).abs() < 1e-12);
+        assert!((at(100) - 1e-3).abs() < 1e-12);
+        assert!((at(600) - 5.5e-4).abs() < 1e-12, "{}", at(600));
+        assert!((at(1100) - 1e-4).abs() < 1e-12);
+        assert!((at(5000) - 1e-4).abs() < 1e-12, "after the budget it stays at the floor");
+        assert!((1..1100).all(|s| at(s + 1) <= at(s) || s < 100), "decreasing after the warmup");
+        assert!((cosine_lr(1e-3, 0, 10, 1) - 0.975e-3).abs() < 1e-5, "no warmup: starts at the peak");
     }
 
     #[test]
