@@ -182,8 +182,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The students underfit: dropout 0.1 cost the Seq-KD student 9 BLEU at 1,100 updates (51.3
 /// against 60.0 on validation). The students decay their learning rate on a cosine to a tenth at
 /// their last update: in a fixed budget of updates that gave the dev seed's Seq-KD student +1.4
-/// BLEU (and the baseline +0.4) over inverse-sqrt, which still stood at a third of its peak. (The
-/// teacher keeps inverse-sqrt: with a cosine over 1,250 updates it was no better on test.) The
+/// BLEU (and the baseline +0.4) over inverse-sqrt, which still stood at a third of its peak. The
+/// teacher trains the same way (lr 4e-3, cosine): on the dev seed that raised it from 60.67 to
+/// 61.70 BLEU (K=5) and its Seq-KD student from 59.97 to 61.36, against a baseline at 58.95;
+/// trained at lr 2e-3 on inverse-sqrt, it was barely above the converged baseline. The
 /// Seq-KD students train with plain cross-entropy, as in the paper: label smoothing caps the
 /// probability a student may put on the teacher's mode, which is all a Seq-KD corpus asks of it
 /// (with it, the dev student's beam search still gained +0.67 BLEU over greedy; without, +0.02).
@@ -234,7 +236,7 @@ fn pipeline_config(args: &Args, data: &Path) -> PipelineConfig {
         },
         teacher: Recipe {
             model: transformer(128, 512, 2, 2, 0.1),
-            train: TrainConfig { lr_schedule: None, ..train(2e-3, 200, args.teacher_steps, 200) },
+            train: train(4e-3, 100, args.teacher_steps, 200),
             ..Default::default()
         },
         student: Recipe {
