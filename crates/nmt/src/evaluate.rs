@@ -199,8 +199,7 @@ pub fn time_decoding(
     timed: usize,
     passes: usize,
 ) -> Result<Vec<EngineSpeeds>, Error> {
-    let (timed, rest) = srcs.split_at(timed.min(srcs.len()));
-    let srcs = timed;
+    let (srcs, rest) = srcs.split_at(timed.min(srcs.len()));
     let words: usize = srcs.iter().map(|s| s.split_whitespace().count()).sum();
     // Seconds of the fastest round per model: libtorch, then each native precision; [greedy, beam].
     let engines = 1 + NativePrecision::ALL.len();
