@@ -916,7 +916,9 @@ fn pruned_model_is_compact_decodes_like_the_masked_model_and_stays_pruned_while_
     let test = seqkd_text::corpus::read_lines(&dir.path().join("data/test.en"), &Default::default()).unwrap();
     let translate = |model: &LoadedModel| {
         let cfg = seqkd_nmt::config::DecodeConfig { beam_size: 3, ..Default::default() };
-        Translator { model: &model.model, vocab: &model.vocab, cfg, device }.translate_text(&test).unwrap()
+        Translator { model: &model.model, vocab: &model.vocab, cfg, device, scores: false }
+            .translate_text(&test)
+            .unwrap()
     };
     assert_eq!(translate(&reloaded), translate(&original));
 

@@ -86,7 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 LoadedModel::load(&args.model, device, args.weights.as_deref()).with_context(loading)?;
             let lines = read_input()?;
             let cfg = decode_options(&args, loaded.config.decode.clone(), nbest)?;
-            let translator = Translator { model: &loaded.model, vocab: &loaded.vocab, cfg, device };
+            // As on the native engine: greedy search skips the softmax unless scores are printed.
+            let scores = args.nbest.is_some() || args.token_scores;
+            let translator = Translator { model: &loaded.model, vocab: &loaded.vocab, cfg, device, scores };
             let start = Instant::now();
             let results = translator.translate(&lines, nbest, |_| {})?;
             (results, loaded.vocab, start.elapsed().as_secs_f64(), lines)

@@ -100,7 +100,7 @@ pub fn evaluate(
 
 fn translator<'a>(model: &'a LoadedModel, decode: &DecodeConfig, beam_size: usize) -> Translator<'a> {
     let cfg = DecodeConfig { beam_size, ..decode.clone() };
-    Translator { model: &model.model, vocab: &model.vocab, cfg, device: model.vs.device() }
+    Translator { model: &model.model, vocab: &model.vocab, cfg, device: model.vs.device(), scores: false }
 }
 
 /// Rounds of [`time_decoding`] in a report: one timed pass of a model varies by ±20% on a shared

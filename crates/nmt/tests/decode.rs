@@ -104,10 +104,12 @@ fn beam_of_one_equals_greedy() {
         let x = source_tensor(&rows, Device::Cpu);
         let max_lens: Vec<usize> = src.iter().map(|s| s.len() + 5).collect();
         tch::no_grad(|| {
-            let g = greedy(&m, &x, &max_lens, 1.0);
+            let g = greedy(&m, &x, &max_lens, 1.0, true);
             let b = beam_search(&m, &x, &max_lens, 1, 1.0, 1);
-            for (g, b) in g.iter().zip(&b) {
+            let unscored = greedy(&m, &x, &max_lens, 1.0, false);
+            for ((g, b), u) in g.iter().zip(&b).zip(&unscored) {
                 assert_eq!(g.tokens, b[0].tokens, "{cfg:?}");
+                assert_eq!(u.tokens, g.tokens, "{cfg:?}: greedy without scores");
                 assert!((g.score - b[0].score).abs() < 1e-4);
             }
         });
@@ -123,12 +125,12 @@ fn batched_decoding_equals_one_sentence_at_a_time() {
         let max_lens: Vec<usize> = src.iter().map(|s| s.len() + 5).collect();
         tch::no_grad(|| {
             let x = source_tensor(&rows, Device::Cpu);
-            let g = greedy(&m, &x, &max_lens, 1.0);
+            let g = greedy(&m, &x, &max_lens, 1.0, true);
             let b = beam_search(&m, &x, &max_lens, 4, 1.0, 4);
             for i in 0..src.len() {
                 let xi = source_tensor(&rows[i..=i], Device::Cpu);
                 assert_eq!(
-                    greedy(&m, &xi, &max_lens[i..=i], 1.0)[0].tokens,
+                    greedy(&m, &xi, &max_lens[i..=i], 1.0, true)[0].tokens,
                     g[i].tokens,
                     "{cfg:?} greedy {i}"
                 );
@@ -196,7 +198,7 @@ fn tiny_model_overfits_tiny_corpus() {
         // Greedy decoding reproduces the training targets.
         let rows: Vec<&[u32]> = src.iter().map(Vec::as_slice).collect();
         let max_lens = vec![12; src.len()];
-        let out = tch::no_grad(|| greedy(&m, &source_tensor(&rows, Device::Cpu), &max_lens, 1.0));
+        let out = tch::no_grad(|| greedy(&m, &source_tensor(&rows, Device::Cpu), &max_lens, 1.0, true));
         let correct = out.iter().zip(&tgt).filter(|(h, t)| &h.tokens == *t).count();
         assert!(correct >= 22, "{cfg:?}: only {correct}/24 training targets reproduced");
     }
@@ -214,7 +216,10 @@ fn search_invariants_hold_on_trained_models_at_every_length_penalty() {
         tch::no_grad(|| {
             let x = source_tensor(&rows, Device::Cpu);
             for lp in [0.0, 0.6, 1.0, 1.5] {
-                let g = greedy(&m, &x, &max_lens, lp);
+                let g = greedy(&m, &x, &max_lens, lp, true);
+                let unscored = greedy(&m, &x, &max_lens, lp, false);
+                let same = g.iter().zip(&unscored).all(|(g, u)| g.tokens == u.tokens);
+                assert!(same, "{cfg:?} lp {lp}: greedy without scores chose other tokens");
                 let finished = g.iter().filter(|h| h.token_logprobs.len() == h.tokens.len() + 1).count();
                 assert!(finished >= 22, "{cfg:?} lp {lp}: only {finished}/24 greedy outputs ended with </s>");
                 let b1 = beam_search(&m, &x, &max_lens, 1, lp, 1);
@@ -223,7 +228,7 @@ fn search_invariants_hold_on_trained_models_at_every_length_penalty() {
                     assert_eq!(g[i].tokens, b1[i][0].tokens, "{cfg:?} lp {lp}: beam 1 vs greedy, row {i}");
                     assert!((g[i].score - b1[i][0].score).abs() < 1e-4);
                     let xi = source_tensor(&rows[i..=i], Device::Cpu);
-                    let gi = greedy(&m, &xi, &max_lens[i..=i], lp);
+                    let gi = greedy(&m, &xi, &max_lens[i..=i], lp, true);
                     assert_eq!(gi[0].tokens, g[i].tokens, "{cfg:?} lp {lp}: greedy row {i}");
                     let bi = beam_search(&m, &xi, &max_lens[i..=i], 4, lp, 4);
                     assert_eq!(tokens_of(&bi[0]), tokens_of(&b4[i]), "{cfg:?} lp {lp}: beam 4 row {i}");

@@ -108,7 +108,13 @@ fn translate(m: &Imported, engine: Engine, beam: usize, srcs: &[String]) -> Vec<
             let model = LoadedModel::load(&m.path, Device::Cpu, None).unwrap();
             let mut cfg = model.config.decode.clone();
             cfg.beam_size = beam;
-            let t = Translator { model: &model.model, vocab: &model.vocab, cfg, device: Device::Cpu };
+            let t = Translator {
+                model: &model.model,
+                vocab: &model.vocab,
+                cfg,
+                device: Device::Cpu,
+                scores: true,
+            };
             t.translate(srcs, 1, |_| {}).unwrap()
         }
         Engine::Native => {

@@ -225,6 +225,17 @@ fn exp_sum(x: &mut [f32], shift: f32, store: bool) -> f32 {
     exp_sum_body(x, shift, store)
 }
 
+/// The index and value of the first maximum of `x`, as libtorch's `argmax` gives it (NaNs are
+/// passed over; `(0, −∞)` when nothing is larger than −∞). One vectorised pass for the maximum
+/// and a scan for its first position: greedy search's argmax over the vocabulary.
+pub fn first_max(x: &[f32]) -> (usize, f32) {
+    let max = max_of(x);
+    if max == f32::NEG_INFINITY {
+        return (0, max);
+    }
+    (x.iter().position(|&v| v == max).unwrap_or(0), max)
+}
+
 fn max_of(x: &[f32]) -> f32 {
     let mut m = [f32::NEG_INFINITY; 16];
     let chunks = x.chunks_exact(16);
@@ -363,6 +374,33 @@ pub fn sinusoid_halves(pos: usize, out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first strict maximum by a plain scan (the definition `first_max` must match).
+    fn first_max_by_scan(x: &[f32]) -> (usize, f32) {
+        x.iter().enumerate().fold((0, f32::NEG_INFINITY), |a, (i, &v)| if v > a.1 { (i, v) } else { a })
+    }
+
+    #[test]
+    fn first_max_is_the_first_of_tied_maxima_and_passes_over_nans() {
+        let mut rng = 0x2016u64;
+        let mut next = || {
+            rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (rng >> 40) as f32 / (1u64 << 24) as f32
+        };
+        for len in [0, 1, 7, 16, 17, 33, 2000] {
+            for _ in 0..20 {
+                // Values on a coarse grid, so that maxima tie often.
+                let mut x: Vec<f32> = (0..len).map(|_| (next() * 8.0).floor()).collect();
+                if len > 3 {
+                    x[1] = f32::NAN;
+                    x[len - 1] = f32::NEG_INFINITY;
+                }
+                assert_eq!(first_max(&x), first_max_by_scan(&x), "{x:?}");
+            }
+        }
+        assert_eq!(first_max(&[f32::NEG_INFINITY, f32::NAN]), (0, f32::NEG_INFINITY));
+        assert_eq!(first_max(&[f32::NAN, 2.0, 5.0, 5.0]), (2, 5.0));
+    }
 
     #[test]
     fn softmax_and_log_sum_exp_agree() {

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use seqkd_text::vocab::SPECIAL_IDS;
 
 use crate::format::Hypothesis;
-use crate::kernels::{log_sum_exp_given_max, Threads};
+use crate::kernels::{first_max, log_sum_exp_given_max, Threads};
 use crate::Decoder;
 
 /// Log-probability of `logit` in a row with normaliser `lse = max + log Σ exp(x - max)`
@@ -36,9 +36,7 @@ pub fn greedy<D: Decoder>(
         let best: Vec<(u32, f32)> = logits
             .par_chunks_mut(vocab)
             .map(|l| {
-                // The first maximum, as libtorch's max returns.
-                let (best, &best_logit) =
-                    l.iter().enumerate().fold((0, &f32::NEG_INFINITY), |a, b| if b.1 > a.1 { b } else { a });
+                let (best, best_logit) = first_max(l);
                 let lp =
                     if scores { log_prob(best_logit, log_sum_exp_given_max(l, best_logit)) } else { 0.0 };
                 (best as u32, lp)

@@ -69,7 +69,8 @@ pub fn run(args: &Options) -> Result<String, Error> {
 
     // 1) The Seq-KD teacher pass, batched against one sentence at a time.
     let decode = DecodeConfig { beam_size: 5, ..teacher.config.decode.clone() };
-    let translator = Translator { model: &teacher.model, vocab: &teacher.vocab, cfg: decode, device };
+    let translator =
+        Translator { model: &teacher.model, vocab: &teacher.vocab, cfg: decode, device, scores: true };
     let start = Instant::now();
     translator.translate(&corpus.src, 1, |_| {})?;
     let batched = n as f64 / start.elapsed().as_secs_f64();

@@ -366,7 +366,7 @@ fn bench_translator(
             batch_tokens: DECODE_BATCH_TOKENS,
             ..Default::default()
         };
-        let translator = Translator { model, vocab: &vocab, cfg, device };
+        let translator = Translator { model, vocab: &vocab, cfg, device, scores: false };
         let search = if beam == 1 { "greedy".to_string() } else { format!("beam {beam}") };
         translator.translate(&srcs[..srcs.len().min(8)], 1, |_| {})?;
         let mut measure = |batched: bool, n: usize| -> Result<(), Error> {

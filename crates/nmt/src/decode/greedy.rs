@@ -3,24 +3,38 @@
 //! [`GreedySearch`], shared with the native engine; this file only runs the model.
 
 use seqkd_text::vocab::SPECIAL_IDS;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::model::Seq2Seq;
 use seqkd_runtime::format::Hypothesis;
+use seqkd_runtime::kernels::first_max;
 use seqkd_runtime::search::{GreedySearch, GreedyStep};
 
 /// Greedy translations of `src` `[n, src_len]`; sentence i stops at `</s>` or `max_lens[i]` tokens.
-pub fn greedy(model: &dyn Seq2Seq, src: &Tensor, max_lens: &[usize], length_penalty: f64) -> Vec<Hypothesis> {
+/// Without `scores` the hypotheses' log-probabilities are 0 and the softmax over the vocabulary is
+/// skipped: the argmax of the logits is the argmax of the log-probabilities.
+pub fn greedy(
+    model: &dyn Seq2Seq,
+    src: &Tensor,
+    max_lens: &[usize],
+    length_penalty: f64,
+    scores: bool,
+) -> Vec<Hypothesis> {
     let n = src.size()[0] as usize;
     let device = src.device();
     let (mut memory, mut state) = model.encode(src);
     let mut search = GreedySearch::new(n, length_penalty);
     let mut prev = Tensor::full([n as i64], SPECIAL_IDS.bos as i64, (Kind::Int64, device));
     while !search.is_done() {
-        let logp = model.step(&memory, &mut state, &prev); // [rows, vocab]
-        let (best_lp, best_tok) = logp.max_dim(-1, false); // [rows], [rows]
+        let (best_tok, lps) = if scores {
+            let logp = model.step(&memory, &mut state, &prev); // [rows, vocab]
+            let (best_lp, best_tok) = logp.max_dim(-1, false); // [rows], [rows]
+            (best_tok, Vec::try_from(&best_lp.to_kind(Kind::Float)).expect("f32 log-probs"))
+        } else {
+            let logits = model.step_logits(&memory, &mut state, &prev);
+            (argmax(&logits), vec![0f32; logits.size()[0] as usize])
+        };
         let toks: Vec<i64> = Vec::try_from(&best_tok).expect("i64 tokens");
-        let lps: Vec<f32> = Vec::try_from(&best_lp.to_kind(Kind::Float)).expect("f32 log-probs");
         match search.advance(max_lens, |row| (toks[row] as u32, lps[row])) {
             GreedyStep::Done => break,
             GreedyStep::AllGoOn => prev = best_tok,
@@ -34,4 +48,17 @@ pub fn greedy(model: &dyn Seq2Seq, src: &Tensor, max_lens: &[usize], length_pena
         }
     }
     search.into_hypotheses()
+}
+
+/// The first maximum of each row of `logits` `[rows, vocab]`, `[rows]` (i64). On the CPU it is
+/// seqkd-runtime's vectorised scan over a copy of the logits: libtorch's `argmax` over the last
+/// dimension is a scalar loop, ~10× slower than the copy and the scan together.
+fn argmax(logits: &Tensor) -> Tensor {
+    if logits.device() != Device::Cpu {
+        return logits.argmax(-1, false);
+    }
+    let vocab = logits.size()[1] as usize;
+    let flat = Vec::<f32>::try_from(&logits.to_kind(Kind::Float).contiguous().view(-1)).expect("f32 logits");
+    let best: Vec<i64> = flat.chunks(vocab.max(1)).map(|row| first_max(row).0 as i64).collect();
+    Tensor::from_slice(&best)
 }

@@ -30,6 +30,9 @@ pub struct Translator<'a> {
     pub vocab: &'a Vocab,
     pub cfg: DecodeConfig,
     pub device: Device,
+    /// Greedy search computes its hypotheses' log-probabilities; without them it skips the
+    /// softmax (beam search always scores), as the native engine's `Translator::scores`.
+    pub scores: bool,
 }
 
 impl Translator<'_> {
@@ -47,7 +50,7 @@ impl Translator<'_> {
                 let src = source_tensor(rows, self.device);
                 let max_lens: Vec<usize> = rows.iter().map(|r| max_output_len(&self.cfg, r.len())).collect();
                 if self.cfg.beam_size == 1 {
-                    greedy::greedy(self.model, &src, &max_lens, self.cfg.length_penalty)
+                    greedy::greedy(self.model, &src, &max_lens, self.cfg.length_penalty, self.scores)
                         .into_iter()
                         .map(|h| vec![h])
                         .collect()

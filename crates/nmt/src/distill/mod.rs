@@ -225,7 +225,13 @@ fn beam_engine<'a>(
     let device = teacher.vs.device();
     match engine {
         Engine::Torch => {
-            let t = Translator { model: &teacher.model, vocab: &teacher.vocab, cfg: decode.clone(), device };
+            let t = Translator {
+                model: &teacher.model,
+                vocab: &teacher.vocab,
+                cfg: decode.clone(),
+                device,
+                scores: true,
+            };
             Ok(Box::new(move |srcs| Ok(t.translate(srcs, nbest, |_| {})?)))
         }
         Engine::Native { threads } => {

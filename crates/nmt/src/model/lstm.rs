@@ -291,12 +291,12 @@ impl Seq2Seq for LstmSeq2Seq {
         (Rows(vec![enc.out, keys, enc.pad]), DecoderState { rows: Rows(rows), step: 0 })
     }
 
-    fn step(&self, memory: &Rows, state: &mut DecoderState, prev: &Tensor) -> Tensor {
+    fn step_logits(&self, memory: &Rows, state: &mut DecoderState, prev: &Tensor) -> Tensor {
         let mem = Memory { values: &memory.0[0], keys: &memory.0[1], pad: &memory.0[2] };
         let emb = prev.apply(&self.tgt_embed); // [n, E]
         let h_tilde = self.decoder_step(&emb, &mut state.rows.0, &mem, false); // [n, H]
         state.step += 1;
-        self.project_out(&h_tilde).log_softmax(-1, Kind::Float) // [n, vocab]
+        self.project_out(&h_tilde) // [n, vocab]
     }
 }
 

@@ -9,7 +9,7 @@ pub mod layers;
 pub mod lstm;
 pub mod transformer;
 
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 pub use lstm::LstmSeq2Seq;
 pub use seqkd_runtime::format::{LstmConfig, ModelConfig, TransformerConfig};
@@ -42,8 +42,14 @@ pub trait Seq2Seq {
     fn encode(&self, src: &Tensor) -> (Rows, DecoderState);
 
     /// One decoding step: `prev` `[n]` are the last tokens of the n live hypotheses; returns
-    /// log-probabilities `[n, vocab]` and advances `state`.
-    fn step(&self, memory: &Rows, state: &mut DecoderState, prev: &Tensor) -> Tensor;
+    /// the output layer's logits `[n, vocab]` and advances `state`. Greedy search without scores
+    /// needs only their argmax, and skips the softmax.
+    fn step_logits(&self, memory: &Rows, state: &mut DecoderState, prev: &Tensor) -> Tensor;
+
+    /// [`Self::step_logits`] as log-probabilities `[n, vocab]` (f32).
+    fn step(&self, memory: &Rows, state: &mut DecoderState, prev: &Tensor) -> Tensor {
+        self.step_logits(memory, state, prev).log_softmax(-1, Kind::Float)
+    }
 }
 
 /// A model of either architecture, built under a `VarStore` path.
@@ -77,7 +83,7 @@ impl Seq2Seq for Model {
     fn encode(&self, src: &Tensor) -> (Rows, DecoderState) {
         self.inner().encode(src)
     }
-    fn step(&self, memory: &Rows, state: &mut DecoderState, prev: &Tensor) -> Tensor {
-        self.inner().step(memory, state, prev)
+    fn step_logits(&self, memory: &Rows, state: &mut DecoderState, prev: &Tensor) -> Tensor {
+        self.inner().step_logits(memory, state, prev)
     }
 }

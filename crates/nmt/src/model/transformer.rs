@@ -51,8 +51,14 @@ pub struct Transformer {
     encoder_norm: Option<nn::LayerNorm>,
     decoder: Vec<DecoderLayer>,
     decoder_norm: Option<nn::LayerNorm>,
+    /// Rows `0 .. POSITION_CACHE` of the position table, computed once: a decoding step would
+    /// otherwise rebuild its row with half a dozen small tensor ops.
+    positions: Tensor,
     cfg: TransformerConfig,
 }
+
+/// Positions kept in [`Transformer::positions`]; longer sequences compute the rest as they go.
+const POSITION_CACHE: i64 = 1024;
 
 impl Transformer {
     pub fn new(p: &nn::Path, cfg: &TransformerConfig, vocab_size: i64) -> Self {
@@ -108,6 +114,7 @@ impl Transformer {
             encoder_norm: pre.then(|| layer_norm(&(p / "encoder_norm"), d)),
             decoder,
             decoder_norm: pre.then(|| layer_norm(&(p / "decoder_norm"), d)),
+            positions: sinusoidal_positions(0, POSITION_CACHE, d, cfg.positions, p.device()),
             cfg: cfg.clone(),
         }
     }
@@ -118,7 +125,11 @@ impl Transformer {
         let (_, len) = tokens.size2().unwrap();
         let d = self.cfg.d_model;
         let scale = if self.cfg.embed_scale { (d as f64).sqrt() } else { 1.0 };
-        let pos = sinusoidal_positions(start, len, d, self.cfg.positions, tokens.device());
+        let pos = if start + len <= POSITION_CACHE {
+            self.positions.narrow(0, start, len)
+        } else {
+            sinusoidal_positions(start, len, d, self.cfg.positions, tokens.device())
+        };
         let x = tokens.apply(table) * scale + pos;
         x.dropout(self.cfg.dropout, train)
     }
@@ -211,7 +222,7 @@ impl Seq2Seq for Transformer {
         (Rows(mem), DecoderState { rows: Rows(cache), step: 0 })
     }
 
-    fn step(&self, memory: &Rows, state: &mut DecoderState, prev: &Tensor) -> Tensor {
+    fn step_logits(&self, memory: &Rows, state: &mut DecoderState, prev: &Tensor) -> Tensor {
         let mask = &memory.0[0];
         let mut y = self.embed(self.tgt_table(), &prev.unsqueeze(1), state.step, false); // [n, 1, d]
         for (i, layer) in self.decoder.iter().enumerate() {
@@ -234,6 +245,6 @@ impl Seq2Seq for Transformer {
         }
         state.step += 1;
         let y = Self::final_norm(&self.decoder_norm, y);
-        self.project_out(&y).squeeze_dim(1).log_softmax(-1, Kind::Float)
+        self.project_out(&y).squeeze_dim(1)
     }
 }

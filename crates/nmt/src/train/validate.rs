@@ -49,7 +49,7 @@ impl Validation<'_> {
         };
         let mut decode_cfg = cfg.decode.clone();
         decode_cfg.beam_size = 1;
-        let translator = Translator { model, vocab, cfg: decode_cfg, device };
+        let translator = Translator { model, vocab, cfg: decode_cfg, device, scores: false };
         let hyps = translator.translate_text(&src_text[..n_bleu])?;
         let bleu =
             corpus_bleu(&hyps, &tgt_text[..n_bleu], &BleuConfig::default()).map(|b| b.score).unwrap_or(0.0);
