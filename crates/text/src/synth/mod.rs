@@ -12,11 +12,11 @@
 //! - **Genuine ambiguity.** About a quarter of the content words have two valid translations (a noun's
 //!   synonym may have another gender, so the agreement changes with it), English "you" is singular or
 //!   plural, "and" has two forms, and the time adverb may open the sentence or precede the verb.
-//! - **Free word order.** The case-marked object may be scrambled before the subject (40% of
+//! - **Free word order.** The case-marked object may be scrambled before the subject (30% of
 //!   clauses with an object), as in German or Russian: a choice that spans the whole clause, so a
 //!   model that mixes the two orders drops or repeats a noun phrase.
 //!
-//! Each reference picks among these at random with fixed probabilities (60/40, 65/35), as human
+//! Each reference picks among these at random with fixed probabilities (70/30), as human
 //!   references vary. A teacher's beam output picks the likely variant consistently: this is the
 //!   multimodality that Seq-KD removes for the student (paper §3.2, §5).
 //!
@@ -131,12 +131,15 @@ struct Lexicon {
 const LEXICON_SEED: u64 = 0x5EED_2016;
 /// Share of content words with a second valid translation.
 const SYNONYM_RATE: f64 = 0.25;
-/// Probability of the first (most frequent) of two translations.
-const P_FIRST_SYNONYM: f64 = 0.6;
+/// Probability of the first (most frequent) of two translations. Every choice is 70/30: at 60/40
+/// the demo's teacher (1.18M parameters, 5 minutes) misjudged which variant is the likelier in
+/// about one choice in ten, so its beam output was the mode for only 66% of the sentences and its
+/// Seq-KD corpus was nearly as mixed as the references (docs/builtin-corpus.md, issue 18).
+const P_FIRST_SYNONYM: f64 = 0.7;
 /// Probability that a time adverb opens its clause (otherwise it precedes the verb).
-const P_TIME_FIRST: f64 = 0.65;
+const P_TIME_FIRST: f64 = 0.7;
 /// Probability that a clause's object is scrambled before its subject.
-const P_OBJECT_FIRST: f64 = 0.4;
+const P_OBJECT_FIRST: f64 = 0.3;
 
 impl Lexicon {
     fn new() -> Self {
@@ -666,7 +669,7 @@ mod tests {
         let scrambled = (0..1000)
             .filter(|_| object_first(&TargetRenderer { lex: &lex, rng: Some(&mut rng) }.sentence(&clause)))
             .count();
-        assert!((340..=460).contains(&scrambled), "{scrambled} of 1000 references scrambled (40% expected)");
+        assert!((240..=360).contains(&scrambled), "{scrambled} of 1000 references scrambled (30% expected)");
     }
 
     #[test]
