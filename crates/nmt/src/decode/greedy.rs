@@ -52,7 +52,8 @@ pub fn greedy(
 
 /// The first maximum of each row of `logits` `[rows, vocab]`, `[rows]` (i64). On the CPU it is
 /// seqkd-runtime's vectorised scan over a copy of the logits: libtorch's `argmax` over the last
-/// dimension is a scalar loop, ~10× slower than the copy and the scan together.
+/// dimension is a scalar loop (in a profile of the demo's student, 7.6% of greedy decoding; the
+/// copy and the scan take 3.2%).
 fn argmax(logits: &Tensor) -> Tensor {
     if logits.device() != Device::Cpu {
         return logits.argmax(-1, false);
