@@ -188,6 +188,8 @@ fn demo_runs_the_pipeline_and_prints_the_report_with_computed_claims() {
         "4",
         "--seq-inter-sentences",
         "40",
+        "--prune-steps",
+        "3",
         "--threads",
         "1",
     ]);
@@ -196,14 +198,19 @@ fn demo_runs_the_pipeline_and_prints_the_report_with_computed_claims() {
     assert!(preamble.contains("encode→decode gives back 160/160"), "{preamble}");
     assert!(preamble.contains("| source copied"), "{preamble}");
     let report = std::fs::read_to_string(dir.path().join("report.md")).unwrap();
-    for row in ["| Teacher |", "| Baseline |", "| Seq-KD + Seq-Inter + Word-KD |", "| Word-KD + Seq-Inter |"]
-    {
+    for row in [
+        "| Teacher |",
+        "| Baseline |",
+        "| Seq-KD + Seq-Inter + Word-KD |",
+        "| Word-KD + Seq-Inter |",
+        "## Table 3: pruning",
+    ] {
         assert!(report.contains(row), "{row} missing from\n{report}");
     }
     assert!(stdout(&out).contains("## The paper's claims in this run"), "{}", stdout(&out));
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("report.json")).unwrap()).unwrap();
-    assert_eq!(json["models"].as_array().unwrap().len(), 9);
+    assert_eq!(json["models"].as_array().unwrap().len(), 11, "9 rows and the 2 pruned students");
     let claims = json["claims"].as_array().unwrap();
     assert!(claims.iter().all(|c| c["held"].is_boolean()), "{json}");
     // The three BLEU claims carry the paired bootstrap interval of their difference.
