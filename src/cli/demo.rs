@@ -61,7 +61,7 @@ pub struct Args {
     pub finetune_steps: i64,
     /// Updates of retraining under the mask at each pruning ratio of the Seq-KD student (Table 3:
     /// 50%, then 80% from the retrained 50% model); 0, the default, leaves the pruning stage out.
-    /// Off by default: 200 updates (1.1 minutes in all) left the seed-1 student at −1.9 BLEU at
+    /// Off by default: 200 updates (1.1 more minutes of pipeline) left the seed-1 student at −1.9 BLEU at
     /// 50% and at 12 BLEU at 80% (docs/pruning.md), not the paper's small loss.
     #[arg(long, default_value_t = 0)]
     pub prune_steps: i64,

@@ -25,17 +25,21 @@ pub fn greedy(
     let (mut memory, mut state) = model.encode(src);
     let mut search = GreedySearch::new(n, length_penalty);
     let mut prev = Tensor::full([n as i64], SPECIAL_IDS.bos as i64, (Kind::Int64, device));
+    // The CPU argmax's copy of the logits, reused from step to step.
+    let mut logits_buf = Vec::new();
     while !search.is_done() {
-        let (best_tok, lps) = if scores {
+        let (best_tok, toks, lps) = if scores {
             let logp = model.step(&memory, &mut state, &prev); // [rows, vocab]
             let (best_lp, best_tok) = logp.max_dim(-1, false); // [rows], [rows]
-            (best_tok, Vec::try_from(&best_lp.to_kind(Kind::Float)).expect("f32 log-probs"))
+            let toks = Vec::<i64>::try_from(&best_tok).expect("i64 tokens");
+            (best_tok, toks, Vec::try_from(&best_lp.to_kind(Kind::Float)).expect("f32 log-probs"))
         } else {
             let logits = model.step_logits(&memory, &mut state, &prev);
-            (argmax(&logits), vec![0f32; logits.size()[0] as usize])
+            let (best_tok, toks) = argmax(&logits, &mut logits_buf);
+            (best_tok, toks, Vec::new())
         };
-        let toks: Vec<i64> = Vec::try_from(&best_tok).expect("i64 tokens");
-        match search.advance(max_lens, |row| (toks[row] as u32, lps[row])) {
+        let lp = |row: usize| if scores { lps[row] } else { 0.0 };
+        match search.advance(max_lens, |row| (toks[row] as u32, lp(row))) {
             GreedyStep::Done => break,
             GreedyStep::AllGoOn => prev = best_tok,
             GreedyStep::Rows(keep) => {
@@ -50,16 +54,21 @@ pub fn greedy(
     search.into_hypotheses()
 }
 
-/// The first maximum of each row of `logits` `[rows, vocab]`, `[rows]` (i64). On the CPU it is
-/// seqkd-runtime's vectorised scan over a copy of the logits: libtorch's `argmax` over the last
-/// dimension is a scalar loop (in a profile of the demo's student, 7.6% of greedy decoding; the
-/// copy and the scan take 3.2%).
-fn argmax(logits: &Tensor) -> Tensor {
+/// The first maximum of each row of `logits` `[rows, vocab]`, as a tensor `[rows]` (i64) on the
+/// logits' device and as a `Vec`. On the CPU it is seqkd-runtime's vectorised scan over a copy of
+/// the logits into `buf`: libtorch's `argmax` over the last dimension is a scalar loop (in a
+/// profile of the demo's student, 7.6% of greedy decoding; the scan that replaced it, 3.2%).
+fn argmax(logits: &Tensor, buf: &mut Vec<f32>) -> (Tensor, Vec<i64>) {
     if logits.device() != Device::Cpu {
-        return logits.argmax(-1, false);
+        let best = logits.argmax(-1, false);
+        let toks = Vec::try_from(&best).expect("i64 tokens");
+        return (best, toks);
     }
-    let vocab = logits.size()[1] as usize;
-    let flat = Vec::<f32>::try_from(&logits.to_kind(Kind::Float).contiguous().view(-1)).expect("f32 logits");
-    let best: Vec<i64> = flat.chunks(vocab.max(1)).map(|row| first_max(row).0 as i64).collect();
-    Tensor::from_slice(&best)
+    let logits = logits.to_kind(Kind::Float).contiguous();
+    let (rows, vocab) = logits.size2().expect("[rows, vocab] logits");
+    let numel = (rows * vocab) as usize;
+    buf.resize(numel, 0.0);
+    logits.copy_data(buf, numel);
+    let toks: Vec<i64> = buf.chunks(vocab.max(1) as usize).map(|row| first_max(row).0 as i64).collect();
+    (Tensor::from_slice(&toks), toks)
 }
